@@ -1,0 +1,27 @@
+"""Text environments and their registry.
+
+A new env is one module plus one ``register(...)`` line below (or in your own package).
+"""
+
+from plyground.envs.core import EnvSnapshot, TextEnv, TextSpace
+from plyground.envs.registration import EnvSpec, list_envs, make, register, spec
+
+__all__ = ["EnvSnapshot", "EnvSpec", "TextEnv", "TextSpace", "list_envs", "make", "register", "spec"]
+
+# -- built-in environments -------------------------------------------------------------------
+register(
+    "GuessNumber-v0",
+    "plyground.envs.guess_number:GuessNumberEnv",
+    kind="multi-turn",
+    max_turns=10,
+    reward_range=(0.0, 1.0),
+    description="Find a hidden integer in 1..N from higher/lower feedback.",
+)
+register(
+    "Arithmetic-v0",
+    "plyground.envs.arithmetic:ArithmeticEnv",
+    kind="single-turn",
+    max_turns=1,
+    reward_range=(0.0, 1.0),
+    description="Solve one generated arithmetic problem; scored by the numeric verifier.",
+)

@@ -1,0 +1,88 @@
+"""The ``Backend`` protocol every inference backend implements, and the backend registry.
+
+A backend turns chats into completions: ``generate(chats, params) -> list[list[Completion]]``,
+one inner list of ``params.n`` completions per chat, in order. ``agenerate`` is the same, awaitable;
+the rollout collector uses it to keep many episodes in flight against one backend.
+
+Backends that own a tokenizer (``hf``) also accept token-id prompts through ``generate_ids`` so the
+rollout can feed the model exactly the tokens it accumulated (token-in, token-out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from plyground.errors import UnknownNameError
+from plyground.types import Chat, Completion, SamplingParams
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that samples completions for chats."""
+
+    name: str
+
+    def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        ...
+
+    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class TokenBackend(Backend, Protocol):
+    """A backend with a local tokenizer that can also sample from token-id prompts."""
+
+    tokenizer: Any
+
+    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        ...
+
+    async def agenerate_ids(
+        self, prompts: Sequence[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        ...
+
+
+class ThreadedAsyncMixin:
+    """``agenerate`` for a blocking backend: runs ``generate`` in a worker thread."""
+
+    def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        raise NotImplementedError  # provided by the backend class this is mixed into
+
+    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        return await asyncio.to_thread(self.generate, chats, params)
+
+
+BackendFactory = Callable[..., Backend]
+_BACKENDS: dict[str, str | BackendFactory] = {
+    "hf": "plyground.inference.hf:HFBackend",
+    "openai": "plyground.inference.openai_compat:OpenAIBackend",
+}
+
+
+def register_backend(name: str, factory: str | BackendFactory) -> None:
+    """Register a backend under ``name``; ``factory`` is ``"module:attr"`` or a callable."""
+    _BACKENDS[name] = factory
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def make_backend(name: str, **kwargs: Any) -> Backend:
+    """Build a registered backend, e.g. ``make_backend("hf", model="tiny")``."""
+    if name not in _BACKENDS:
+        raise UnknownNameError("backend", name, _BACKENDS)
+    factory = _BACKENDS[name]
+    if isinstance(factory, str):
+        import importlib
+
+        module_name, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+    return factory(**kwargs)  # type: ignore[operator,no-any-return]
