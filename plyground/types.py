@@ -13,10 +13,10 @@ from typing import Any, Literal, TypeVar
 
 Role = Literal["system", "user", "assistant", "tool"]
 
-T = TypeVar("T", bound="_Record")
+T = TypeVar("T", bound="JsonRecord")
 
 
-class _Record:
+class JsonRecord:
     """Shared JSON plumbing for the dataclasses below."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass
-class Message(_Record):
+class Message(JsonRecord):
     """One chat message; a chat is ``list[Message]``."""
 
     role: Role
@@ -64,7 +64,7 @@ Chat = list[Message]
 
 
 @dataclass
-class SamplingParams(_Record):
+class SamplingParams(JsonRecord):
     """How to sample: the usual knobs, shared by every backend.
 
     ``logprobs`` asks for the log-probability of each sampled token (off-policy corrections need
@@ -94,7 +94,7 @@ FinishReason = Literal["stop", "length", "error"]
 
 
 @dataclass
-class Completion(_Record):
+class Completion(JsonRecord):
     """One sampled continuation.
 
     ``token_ids`` and ``logprobs`` are the sampled tokens and their log-probabilities under the
@@ -114,7 +114,7 @@ class Completion(_Record):
 
 
 @dataclass
-class Task(_Record):
+class Task(JsonRecord):
     """A problem with a checkable answer; ``hints`` go from abstract to concrete."""
 
     id: str
@@ -125,7 +125,7 @@ class Task(_Record):
 
 
 @dataclass
-class Verdict(_Record):
+class Verdict(JsonRecord):
     """A verifier's judgement of one response. ``error`` is set when the check itself failed
     (time limit, unparsable input), as opposed to the response being wrong."""
 
@@ -137,7 +137,7 @@ class Verdict(_Record):
 
 
 @dataclass
-class Turn(_Record):
+class Turn(JsonRecord):
     """One agent step: what the agent saw, what it did, and what came of it."""
 
     observation: str
@@ -155,7 +155,7 @@ class Turn(_Record):
 
 
 @dataclass
-class TokenRecord(_Record):
+class TokenRecord(JsonRecord):
     """The whole episode as the model saw it: ids, a loss mask (1 = sampled by the model,
     0 = template and environment tokens) and the sampling log-probabilities (0 where mask is 0)."""
 
@@ -165,7 +165,7 @@ class TokenRecord(_Record):
 
 
 @dataclass
-class Trajectory(_Record):
+class Trajectory(JsonRecord):
     """A whole episode. ``error`` names the boundary that failed (``env:``, ``backend:``, ...)
     when the episode ended abnormally; such a trajectory is kept, not dropped."""
 

@@ -1,0 +1,232 @@
+"""The ``plyground`` command: ``envs``, ``eval``, ``serve``.
+
+Exit codes: 0 success, 1 unexpected failure, 2 bad usage (unknown env, bad option),
+3 backend failure (server down, model missing). Every failure prints one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from plyground.errors import BackendError, PlygroundError, UnknownNameError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BACKEND = 0, 1, 2, 3
+
+
+def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, booleans, lists)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _fmt_range(r: tuple[float, float]) -> str:
+    return f"[{r[0]:g}, {r[1]:g}]"
+
+
+# -- plyground envs ------------------------------------------------------------------------------
+def cmd_envs(args: argparse.Namespace, out: Console) -> int:
+    from plyground.envs import list_envs
+
+    specs = list_envs()
+    if args.json:
+        out.print_json(
+            data=[
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "max_turns": s.max_turns,
+                    "reward_range": list(s.reward_range),
+                    "components": list(s.components),
+                    "description": s.description,
+                }
+                for s in specs
+            ]
+        )
+        return EXIT_OK
+    table = Table(title="plyground environments")
+    for col in ("id", "kind", "horizon", "reward range", "needs", "description"):
+        table.add_column(col)
+    for s in specs:
+        table.add_row(
+            s.id,
+            s.kind,
+            str(s.max_turns or "-"),
+            _fmt_range(s.reward_range),
+            ", ".join(s.components) or "-",
+            s.description,
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+# -- plyground eval ------------------------------------------------------------------------------
+def make_cli_backend(args: argparse.Namespace) -> Any:
+    from plyground.inference import make_backend
+
+    if args.backend == "hf":
+        return make_backend("hf", model=args.model, device=args.device)
+    if args.backend == "openai":
+        kwargs: dict[str, Any] = {"model": args.model, "base_url": args.base_url, "timeout_s": args.timeout}
+        if args.api_key:
+            kwargs["api_key"] = args.api_key
+        return make_backend("openai", **kwargs)
+    return make_backend(args.backend, model=args.model)
+
+
+def cmd_eval(args: argparse.Namespace, out: Console) -> int:
+    from plyground.evaluation import EvalConfig, EvalSummary, evaluate
+    from plyground.types import SamplingParams
+
+    sampling = SamplingParams(
+        max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
+    env_kwargs = _parse_kv(args.env_arg)
+    configs = [
+        EvalConfig(
+            env_id=env_id,
+            episodes=args.episodes,
+            samples=args.samples,
+            concurrency=args.concurrency,
+            seed=args.seed,
+            sampling=sampling,
+            max_turns=args.max_turns,
+            env_kwargs=env_kwargs,
+            out_dir=str(Path(args.out) / env_id) if args.out and len(args.env) > 1 else args.out,
+        )
+        for env_id in args.env
+    ]  # built first so that an unknown env fails before the model loads
+    err = Console(stderr=True)
+    with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
+        backend = make_cli_backend(args)
+    summaries: list[EvalSummary] = []
+    try:
+        for config in configs:
+            summaries.append(
+                evaluate(config, backend, model_name=args.model, console=err, progress=not args.no_progress)
+            )
+    finally:
+        backend.close()
+    if args.json:
+        out.print_json(data=[s.to_dict() for s in summaries])
+    else:
+        out.print(summary_table(summaries))
+    if args.out:
+        err.print(f"[dim]wrote {args.out}[/dim]")
+    return EXIT_OK
+
+
+def summary_table(summaries: Sequence[Any]) -> Table:
+    """The rich table ``plyground eval`` prints."""
+    table = Table(title="evaluation summary")
+    for col in ("env", "episodes x K", "success", "mean reward", "mean turns", "pass@k", "tokens", "errors", "wall s"):
+        table.add_column(col, justify="left" if col == "env" else "right")
+    for s in summaries:
+        passk = "  ".join(f"{k}={v:.2f}" for k, v in s.pass_at_k.items())
+        table.add_row(
+            s.env_id,
+            f"{s.episodes} x {s.samples}",
+            f"{s.success_rate:.1%}",
+            f"{s.mean_reward:.3f}",
+            f"{s.mean_turns:.2f}",
+            passk,
+            f"{s.prompt_tokens + s.completion_tokens:,}",
+            str(s.errors),
+            f"{s.wall_s:.1f}",
+        )
+    return table
+
+
+# -- plyground serve -----------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace, out: Console) -> int:
+    from plyground.inference.server import serve
+
+    Console(stderr=True).print(
+        f"[dim]serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI-compatible)[/dim]"
+    )
+    serve(args.model, host=args.host, port=args.port, model_name=args.served_name, device=args.device)
+    return EXIT_OK
+
+
+# -- wiring --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plyground", description="Train and evaluate LLM agents and reasoners with RL."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("envs", help="list registered environments")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("eval", help="evaluate a model on one or more environments")
+    p.add_argument("env", nargs="+", help="environment id(s), e.g. GuessNumber-v0")
+    p.add_argument("--backend", default="hf", help="inference backend: hf (local) or openai (a server)")
+    p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
+    p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
+    p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
+    p.add_argument("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)")
+    p.add_argument("--episodes", type=int, default=10, help="distinct episodes per env")
+    p.add_argument("--samples", type=int, default=1, help="attempts per episode (K, for pass@k)")
+    p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once")
+    p.add_argument("--seed", type=int, default=0, help="first env seed (and the sampling seed)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-tokens", type=int, default=64, help="tokens per model turn")
+    p.add_argument("--max-turns", type=int, default=None, help="cap on turns (default: the env's horizon)")
+    p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument")
+    p.add_argument("--out", default=None, help="output folder (trajectories.jsonl, summary.json); resumes")
+    p.add_argument("--json", action="store_true", help="print summaries as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="serve a local model over an OpenAI-compatible HTTP API")
+    p.add_argument("--model", default="default", help="default | tiny | a local folder")
+    p.add_argument("--served-name", default=None, help="model name clients use (default: --model)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``plyground`` console script."""
+    args = build_parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+    try:
+        return int(args.func(args, out))
+    except UnknownNameError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return EXIT_USAGE
+    except BackendError as exc:
+        err.print(f"[red]backend error:[/red] {exc}", highlight=False)
+        err.print("[dim]finished trajectories are kept; rerun the same command to resume[/dim]")
+        return EXIT_BACKEND
+    except (PlygroundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]: finished trajectories are kept; rerun to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
