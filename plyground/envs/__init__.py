@@ -3,10 +3,21 @@
 A new env is one module plus one ``register(...)`` line below (or in your own package).
 """
 
+from plyground.envs.checker import check_env
 from plyground.envs.core import EnvSnapshot, TextEnv, TextSpace
 from plyground.envs.registration import EnvSpec, list_envs, make, register, spec
 
-__all__ = ["EnvSnapshot", "EnvSpec", "TextEnv", "TextSpace", "list_envs", "make", "register", "spec"]
+__all__ = [
+    "EnvSnapshot",
+    "EnvSpec",
+    "TextEnv",
+    "TextSpace",
+    "check_env",
+    "list_envs",
+    "make",
+    "register",
+    "spec",
+]
 
 # -- built-in environments -------------------------------------------------------------------
 register(

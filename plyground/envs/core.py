@@ -25,6 +25,8 @@ from gymnasium import spaces
 
 # Long enough for any observation or action we produce; Gymnasium's Text space needs a bound.
 MAX_TEXT_LENGTH = 1_000_000
+# The longest string ``TextSpace.sample()`` draws by default.
+SAMPLE_MAX_LENGTH = 256
 
 
 class TextSpace(spaces.Text):
@@ -35,6 +37,16 @@ class TextSpace(spaces.Text):
 
     def contains(self, x: Any) -> bool:
         return isinstance(x, str) and len(x) <= self.max_length
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        """A random string of at most ``SAMPLE_MAX_LENGTH`` characters unless ``mask`` sets a length.
+
+        Gymnasium would draw the length up to ``max_length``: half a megabyte of noise per sample,
+        which makes its env checker take seconds per env and tests nothing short noise does not.
+        """
+        if mask is None and probability is None:
+            mask = (int(self.np_random.integers(0, min(self.max_length, SAMPLE_MAX_LENGTH) + 1)), None)
+        return super().sample(mask=mask, probability=probability)
 
 
 # The charset only matters for ``sample()``: sampling from all of Unicode is useless noise.
@@ -57,7 +69,8 @@ class TextEnv(gym.Env[str, str]):
     ``max_turns`` (the horizon; ``step`` truncates there). ``reward_range`` should be set too.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    # Gymnasium's Env declares ``metadata`` as an instance attribute; it is shared per class here.
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}  # type: ignore[misc]
     instructions: str = ""
     max_turns: int = 1
     reward_range: tuple[float, float] = (-float("inf"), float("inf"))
@@ -87,7 +100,7 @@ class TextEnv(gym.Env[str, str]):
         super().reset(seed=seed)
         # The generator's state at the start of the episode, not the seed, defines the episode:
         # Gymnasium keeps one generator across unseeded resets.
-        self._episode_rng_state = copy.deepcopy(self.np_random.bit_generator.state)
+        self._episode_rng_state = copy.deepcopy(dict(self.np_random.bit_generator.state))
         return self._begin(dict(options) if options else None)
 
     def _begin(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:

@@ -27,7 +27,8 @@ class EnvSpec:
 
     - ``entry_point``: ``"module:Class"`` or a callable returning a ``TextEnv``.
     - ``kind``: ``"multi-turn"`` or ``"single-turn"``, shown by ``plyground envs``.
-    - ``max_turns``: the horizon, shown by ``plyground envs``; Gymnasium's ``TimeLimit`` gets it too.
+    - ``max_turns``: the default horizon, shown by ``plyground envs`` (the env itself truncates
+      at its ``max_turns``, so a constructor argument can change it).
     - ``reward_range``: shown by ``plyground envs``; the env checker asserts rewards stay inside.
     - ``components``: real parts the env needs (``"stockfish"``, ``"chromium"``); listed, and
       checked by ``make`` so a missing one fails before the episode starts.
@@ -91,7 +92,9 @@ def register(
     gymnasium.register(
         id=gym_id,
         entry_point=_gym_entry_point(id),
-        max_episode_steps=max_turns,
+        # No TimeLimit wrapper: a TextEnv truncates itself at its own max_turns, which a
+        # constructor argument may change; a wrapper would keep the registered horizon.
+        max_episode_steps=None,
         nondeterministic=nondeterministic,
         kwargs=dict(kwargs),
     )
