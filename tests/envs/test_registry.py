@@ -21,7 +21,6 @@ def test_plyground_make_returns_the_bare_env() -> None:
 def test_gymnasium_make_builds_the_same_env_wrapped() -> None:
     env = gymnasium.make("plyground/GuessNumber-v0")
     assert type(env.unwrapped) is GuessNumberEnv
-    assert env.spec is not None and env.spec.max_episode_steps == 10
     obs, _ = env.reset(seed=0)
     assert obs == plyground.make("GuessNumber-v0").reset(seed=0)[0]
     assert env.step("50")[4]["valid_action"]
@@ -59,3 +58,11 @@ def test_specs_are_listed_with_what_they_declare() -> None:
     spec = plyground.spec("plyground/GuessNumber-v0")
     assert (spec.kind, spec.max_turns, spec.reward_range) == ("multi-turn", 10, (0.0, 1.0))
     assert plyground.spec("Arithmetic-v0").kind == "single-turn"
+
+
+def test_gymnasium_make_kwargs_change_the_horizon() -> None:
+    env = gymnasium.make("plyground/GuessNumber-v0", max_turns=20)
+    env.reset(seed=0)
+    for _ in range(19):
+        assert not env.step("garbage")[3]
+    assert env.step("garbage")[3]  # truncated at the 20th turn, not the registered 10th
