@@ -1,0 +1,405 @@
+"""The OpenAI-compatible server: routes, shapes, logprobs, token ids, errors and batching.
+
+Most checks run against a deterministic fake TokenBackend (no torch); the last ones against the
+real ``HFBackend("tiny")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from plyground.inference.base import TokenBackend
+from plyground.inference.server import create_app
+from plyground.types import Chat, Completion, Message, SamplingParams
+
+BOS, EOS = 256, 257
+
+
+class CharTokenizer:
+    """One token per byte-sized character, plus BOS and EOS: enough of a tokenizer for a fake."""
+
+    bos_token_id, eos_token_id = BOS, EOS
+
+    def __len__(self) -> int:
+        return 258
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [ord(c) if ord(c) < 256 else ord("?") for c in text]
+        return [BOS, *ids] if add_special_tokens else ids
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        specials = {BOS: "<s>", EOS: "</s>"}
+        return "".join(("" if skip_special_tokens else specials[i]) if i in specials else chr(i) for i in ids)
+
+
+class FakeBackend:
+    """A deterministic TokenBackend: the reply depends only on the prompt, the sample index (when
+    temperature > 0) and the seed; it honours max_tokens, stop and logprobs like a real one."""
+
+    name = "fake"
+    model_name = "fake-model"
+
+    def __init__(self, delay_s: float = 0.0, fail_on: str | None = None) -> None:
+        self.tokenizer = CharTokenizer()
+        self.calls: list[tuple[int, SamplingParams]] = []
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self._lock = threading.Lock()
+
+    def render(self, chat: Chat, add_generation_prompt: bool = True) -> list[int]:
+        text = "".join(f"<{m.role}>{m.content}\n" for m in chat)
+        return self.tokenizer.encode(text + ("<assistant>" if add_generation_prompt else ""))
+
+    def _reply(self, prompt: list[int], sample: int, params: SamplingParams) -> Completion:
+        text = f"reply {sum(prompt) % 997}"
+        if params.temperature > 0:
+            text += f" sample {sample} seed {params.seed}"
+        text += " done."
+        ids = [*self.tokenizer.encode(text, add_special_tokens=False), EOS]
+        finish = "stop"
+        for stop in params.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                ids, text = ids[: cut + len(stop)], text[:cut]
+        if len(ids) > params.max_tokens:
+            ids, finish = ids[: params.max_tokens], "length"
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        logprobs = [-0.1 * (1 + k % 5) for k in range(len(ids))] if params.logprobs else []
+        return Completion(text, list(ids), logprobs, list(prompt), finish)  # type: ignore[arg-type]
+
+    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        with self._lock:
+            self.calls.append((len(prompts), params))
+        if self.fail_on is not None and any(self.fail_on in self.tokenizer.decode(p) for p in prompts):
+            raise RuntimeError("the fake backend was told to fail")
+        time.sleep(self.delay_s)
+        return [[self._reply(list(p), j, params) for j in range(params.n)] for p in prompts]
+
+    async def agenerate_ids(
+        self, prompts: Sequence[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        return await asyncio.to_thread(self.generate_ids, prompts, params)
+
+    def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        return self.generate_ids([self.render(c) for c in chats], params)
+
+    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        return await asyncio.to_thread(self.generate, chats, params)
+
+    def close(self) -> None:
+        pass
+
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]
+
+
+@pytest.fixture()
+def fake() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture()
+def client(fake: FakeBackend):
+    with TestClient(create_app(fake, model_name="m")) as c:
+        yield c
+
+
+def _chat(messages: list[dict[str, str]]) -> Chat:
+    return [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
+
+
+def test_fake_is_a_token_backend(fake: FakeBackend) -> None:
+    assert isinstance(fake, TokenBackend)
+
+
+def test_health_and_models(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["m"]
+    assert body["data"][0]["object"] == "model"
+
+
+def test_chat_completion_shape(client: TestClient, fake: FakeBackend) -> None:
+    r = client.post("/v1/chat/completions", json={"model": "m", "messages": CHAT, "temperature": 0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"].startswith("chatcmpl-")
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "m"
+    assert isinstance(body["created"], int)
+    [choice] = body["choices"]
+    expected = fake.generate([_chat(CHAT)], SamplingParams(temperature=0, logprobs=False))[0][0]
+    assert choice["index"] == 0
+    assert choice["message"] == {"role": "assistant", "content": expected.text}
+    assert choice["finish_reason"] == "stop"
+    assert choice["logprobs"] is None
+    assert choice["token_ids"] == expected.token_ids
+    assert body["prompt_token_ids"] == fake.render(_chat(CHAT))
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == len(body["prompt_token_ids"])
+    assert usage["completion_tokens"] == len(choice["token_ids"])
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_chat_logprobs_n_and_stop(client: TestClient) -> None:
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "m", "messages": CHAT, "n": 3, "logprobs": True, "top_logprobs": 1, "seed": 7},
+    )
+    body = r.json()
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2]
+    assert len({c["message"]["content"] for c in body["choices"]}) == 3
+    for choice in body["choices"]:
+        content = choice["logprobs"]["content"]
+        assert len(content) == len(choice["token_ids"])
+        for entry in content:
+            assert set(entry) == {"token", "logprob", "bytes", "top_logprobs"}
+            assert entry["bytes"] == list(entry["token"].encode())
+            assert entry["top_logprobs"] == [{k: entry[k] for k in ("token", "logprob", "bytes")}]
+            assert entry["logprob"] < 0
+        # The EOS token is part of the tokens, not of the text.
+        assert "".join(e["token"] for e in content) == choice["message"]["content"] + "</s>"
+
+    r = client.post(
+        "/v1/chat/completions", json={"messages": CHAT, "stop": "done", "max_tokens": 100, "temperature": 0}
+    )
+    assert "done" not in r.json()["choices"][0]["message"]["content"]
+
+    r = client.post("/v1/chat/completions", json={"model": "m", "messages": CHAT, "max_completion_tokens": 3})
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert len(choice["token_ids"]) == 3
+
+
+def test_chat_content_parts_and_developer_role(client: TestClient, fake: FakeBackend) -> None:
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "!"}]},
+    ]
+    r = client.post("/v1/chat/completions", json={"model": "m", "messages": messages})
+    assert r.status_code == 200, r.text
+    assert r.json()["prompt_token_ids"] == fake.render(_chat(CHAT))
+
+    bad = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    r = client.post("/v1/chat/completions", json={"model": "m", "messages": bad})
+    assert r.status_code == 400
+    assert "text content" in r.json()["error"]["message"]
+
+
+def test_completions_text_prompt_legacy_logprobs(client: TestClient, fake: FakeBackend) -> None:
+    r = client.post(
+        "/v1/completions",
+        json={"model": "m", "prompt": "Once upon", "max_tokens": 5, "logprobs": 1, "temperature": 0},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "text_completion"
+    assert body["id"].startswith("cmpl-")
+    [choice] = body["choices"]
+    assert choice["prompt_token_ids"] == fake.tokenizer.encode("Once upon")  # BOS added, as vLLM does
+    assert choice["finish_reason"] == "length"
+    assert len(choice["token_ids"]) == 5
+    lp = choice["logprobs"]
+    assert lp["tokens"] == [fake.tokenizer.decode([t]) for t in choice["token_ids"]]
+    assert len(lp["token_logprobs"]) == 5
+    assert lp["text_offset"] == [0, 1, 2, 3, 4]
+    assert lp["top_logprobs"] == [{t: v} for t, v in zip(lp["tokens"], lp["token_logprobs"], strict=True)]
+    assert "".join(lp["tokens"]) == choice["text"]
+    assert body["usage"]["prompt_tokens"] == len(choice["prompt_token_ids"])
+
+    r = client.post("/v1/completions", json={"model": "m", "prompt": "x", "logprobs": 0})
+    lp = r.json()["choices"][0]["logprobs"]
+    assert lp["top_logprobs"] is None and lp["token_logprobs"]
+
+
+def test_completions_token_prompts_batch_and_n(client: TestClient, fake: FakeBackend) -> None:
+    prompts = [[BOS, 65, 66], [BOS, 67]]
+    r = client.post("/v1/completions", json={"model": "m", "prompt": prompts, "n": 2, "temperature": 1.0})
+    body = r.json()
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
+    assert [c["prompt_token_ids"] for c in body["choices"]] == [prompts[0]] * 2 + [prompts[1]] * 2
+    assert all(c["logprobs"] is None for c in body["choices"])
+    assert body["usage"]["prompt_tokens"] == 5
+    direct = fake.generate_ids(prompts, SamplingParams(n=2, temperature=1.0))
+    assert [c["text"] for c in body["choices"]] == [c.text for group in direct for c in group]
+
+    r = client.post("/v1/completions", json={"model": "m", "prompt": [BOS, 65]})
+    assert r.json()["choices"][0]["prompt_token_ids"] == [BOS, 65]
+    r = client.post("/v1/completions", json={"model": "m", "prompt": ["a", "b"]})
+    assert [c["prompt_token_ids"] for c in r.json()["choices"]] == [[BOS, 97], [BOS, 98]]
+
+
+def test_model_may_be_omitted_and_backend_name_is_an_alias(client: TestClient) -> None:
+    assert client.post("/v1/chat/completions", json={"messages": CHAT}).status_code == 200
+    r = client.post("/v1/completions", json={"model": "fake-model", "prompt": "x"})
+    assert r.status_code == 200
+    assert r.json()["model"] == "fake-model"
+
+
+def _assert_error(r: Any, status: int, words: str) -> None:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) >= {"message", "type", "code"}
+    assert words in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        ("/v1/chat/completions", {"model": "nope", "messages": CHAT}, 404, "'nope' does not exist"),
+        ("/v1/completions", {"model": "nope", "prompt": "x"}, 404, "'nope' does not exist"),
+        ("/v1/chat/completions", {"model": "m", "messages": CHAT, "temperature": -1}, 400, "temperature"),
+        ("/v1/chat/completions", {"model": "m", "messages": CHAT, "n": 0}, 400, "n:"),
+        ("/v1/chat/completions", {"model": "m", "messages": CHAT, "top_p": 0}, 400, "top_p"),
+        ("/v1/chat/completions", {"model": "m", "messages": CHAT, "max_tokens": 0}, 400, "max_tokens"),
+        ("/v1/chat/completions", {"model": "m", "messages": []}, 400, "messages"),
+        ("/v1/chat/completions", {"model": "m"}, 400, "messages"),
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "bot", "content": "x"}]}, 400, "role"),
+        ("/v1/chat/completions", {"model": "m", "messages": CHAT, "stream": True}, 400, "streaming"),
+        ("/v1/completions", {"model": "m", "prompt": "x", "stream": True}, 400, "streaming"),
+        ("/v1/completions", {"model": "m", "prompt": "x", "echo": True}, 400, "echo"),
+        ("/v1/completions", {"model": "m", "prompt": "x", "logprobs": 9}, 400, "logprobs"),
+        ("/v1/completions", {"model": "m", "prompt": []}, 400, "empty"),
+        ("/v1/completions", {"model": "m", "prompt": ""}, 200, ""),  # BOS alone is a prompt
+        ("/v1/completions", {"model": "m", "prompt": [1, 99999]}, 400, "out of range"),
+        ("/v1/completions", {"model": "m", "prompt": [-1]}, 400, "out of range"),
+        ("/v1/completions", {"model": "m", "prompt": {"a": 1}}, 400, "prompt"),
+    ],
+)
+def test_errors(client: TestClient, path: str, body: dict[str, object], status: int, words: str) -> None:
+    r = client.post(path, json=body)
+    if status == 200:
+        assert r.status_code == 200, r.text
+    else:
+        _assert_error(r, status, words)
+
+
+def test_unknown_route_and_bad_json(client: TestClient) -> None:
+    _assert_error(client.get("/v1/nothing"), 404, "Not Found")
+    r = client.post("/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
+    _assert_error(r, 400, "JSON")
+
+
+def test_backend_failure_is_500_and_does_not_sink_its_batch() -> None:
+    fake = FakeBackend(fail_on="poison", delay_s=0.05)
+    app = create_app(fake, model_name="m", batch_window_ms=50)
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return list(
+                await asyncio.gather(
+                    c.post("/v1/completions", json={"model": "m", "prompt": "poison"}),
+                    c.post("/v1/completions", json={"model": "m", "prompt": "fine"}),
+                )
+            )
+
+    bad, good = asyncio.run(main())
+    _assert_error(bad, 500, "told to fail")
+    assert bad.json()["error"]["type"] == "server_error"
+    assert good.status_code == 200
+
+
+def test_concurrent_requests_are_batched() -> None:
+    fake = FakeBackend(delay_s=0.1)
+    app = create_app(fake, model_name="m", max_batch_size=32, batch_window_ms=20)
+    prompts = [f"prompt {i}" for i in range(8)]
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            normal = [c.post("/v1/completions", json={"prompt": p, "temperature": 0}) for p in prompts]
+            seeded = [c.post("/v1/completions", json={"prompt": "s", "seed": 1}) for _ in range(2)]
+            return await asyncio.gather(*normal, *seeded)
+
+    t = time.monotonic()
+    responses = asyncio.run(main())
+    elapsed = time.monotonic() - t
+    assert all(r.status_code == 200 for r in responses)
+    for p, r in zip(prompts, responses, strict=False):
+        ids = fake.tokenizer.encode(p)
+        assert r.json()["choices"][0]["prompt_token_ids"] == ids
+        assert r.json()["choices"][0]["text"] == fake._reply(ids, 0, SamplingParams(temperature=0)).text
+    # Eight unseeded requests with equal params share calls; each seeded one runs alone.
+    unseeded = [size for size, params in fake.calls if params.seed is None]
+    assert sum(unseeded) == 8 and len(unseeded) <= 3
+    assert [size for size, params in fake.calls if params.seed is not None] == [1, 1]
+    assert elapsed < 1.0
+
+
+def test_event_loop_is_not_blocked_by_generation() -> None:
+    fake = FakeBackend(delay_s=0.5)
+    app = create_app(fake, model_name="m")
+
+    async def main() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            slow = asyncio.ensure_future(c.post("/v1/completions", json={"prompt": "x"}))
+            await asyncio.sleep(0.05)
+            t = time.monotonic()
+            assert (await c.get("/health")).status_code == 200
+            waited = time.monotonic() - t
+            await slow
+            return waited
+
+    assert asyncio.run(main()) < 0.3
+
+
+# -- the real tiny model --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    hf = pytest.importorskip("plyground.inference.hf", reason="plyground.inference.hf is not available")
+    backend = hf.HFBackend(model="tiny")
+    yield backend
+    backend.close()
+
+
+def test_tiny_chat_matches_backend(tiny) -> None:
+    chat = [Message("user", "Name a colour.")]
+    params = SamplingParams(max_tokens=12, temperature=0, logprobs=True)
+    [[direct]] = tiny.generate([chat], params)
+    with TestClient(create_app(tiny, model_name="tiny")) as c:
+        r = c.post(
+            "/v1/chat/completions",
+            json={
+                "model": "tiny",
+                "messages": [chat[0].as_openai()],
+                "max_tokens": 12,
+                "temperature": 0,
+                "logprobs": True,
+            },
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    [choice] = body["choices"]
+    assert choice["message"]["content"] == direct.text
+    assert choice["token_ids"] == direct.token_ids
+    assert body["prompt_token_ids"] == direct.prompt_token_ids == tiny.render(chat)
+    got = [e["logprob"] for e in choice["logprobs"]["content"]]
+    assert got == pytest.approx(direct.logprobs, abs=1e-5)
+    assert choice["finish_reason"] == direct.finish_reason
+
+
+def test_tiny_completions_with_token_ids(tiny) -> None:
+    ids = tiny.tokenizer.encode("The sky is", add_special_tokens=False)
+    params = SamplingParams(max_tokens=6, temperature=0, n=2)
+    direct = tiny.generate_ids([ids], params)[0]
+    with TestClient(create_app(tiny)) as c:
+        r = c.post(
+            "/v1/completions", json={"prompt": ids, "max_tokens": 6, "temperature": 0, "n": 2, "logprobs": 1}
+        )
+    choices = r.json()["choices"]
+    assert [c["text"] for c in choices] == [d.text for d in direct]
+    assert [c["token_ids"] for c in choices] == [d.token_ids for d in direct]
+    assert all(len(c["logprobs"]["token_logprobs"]) == len(c["token_ids"]) for c in choices)
