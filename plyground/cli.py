@@ -60,8 +60,9 @@ def cmd_envs(args: argparse.Namespace, out: Console) -> int:
         )
         return EXIT_OK
     table = Table(title="plyground environments")
-    for col in ("id", "kind", "horizon", "reward range", "needs", "description"):
-        table.add_column(col)
+    for col in ("id", "kind", "horizon", "reward range", "needs"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", ratio=1)
     for s in specs:
         table.add_row(
             s.id,
@@ -135,7 +136,7 @@ def summary_table(summaries: Sequence[Any]) -> Table:
     """The rich table ``plyground eval`` prints."""
     table = Table(title="evaluation summary")
     for col in ("env", "episodes x K", "success", "mean reward", "mean turns", "pass@k", "tokens", "errors", "wall s"):
-        table.add_column(col, justify="left" if col == "env" else "right")
+        table.add_column(col, justify="left" if col == "env" else "right", no_wrap=col == "env")
     for s in summaries:
         passk = "  ".join(f"{k}={v:.2f}" for k, v in s.pass_at_k.items())
         table.add_row(
