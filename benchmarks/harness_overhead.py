@@ -18,51 +18,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-import plyground  # noqa: E402
-from plyground.inference.scripted import scripted_backend  # noqa: E402
-from plyground.rollout import RolloutConfig, collect_sync, episode_specs  # noqa: E402
-from plyground.types import Chat, SamplingParams  # noqa: E402
-
-
-def bisect_from_chat(chat: Chat) -> str:
-    lo, hi = 1, 100
-    for m in chat:
-        if m.role == "user":
-            if g := re.search(r"greater than (\d+)", m.content):
-                lo = int(g.group(1)) + 1
-            if g := re.search(r"less than (\d+)", m.content):
-                hi = int(g.group(1)) - 1
-    return str((lo + hi) // 2)
+import plyground
+from plyground.envs.guess_number import BisectionPolicy, bisection_chat_policy
+from plyground.inference.scripted import scripted_backend
+from plyground.rollout import RolloutConfig, collect_sync, episode_specs
+from plyground.types import SamplingParams
 
 
 def direct_loop(episodes: int) -> tuple[float, int]:
     env = plyground.make("GuessNumber-v0")
     steps = 0
     start = time.perf_counter()
+    policy = BisectionPolicy()
     for seed in range(episodes):
-        env.reset(seed=seed)
-        lo, hi = 1, 100
+        obs, _ = env.reset(seed=seed)
+        policy.reset()
         while True:
-            guess = (lo + hi) // 2
-            obs, _, term, trunc, _ = env.step(str(guess))
+            obs, _, term, trunc, _ = env.step(policy.act(obs))
             steps += 1
             if term or trunc:
                 break
-            lo, hi = (guess + 1, hi) if obs.startswith("Higher") else (lo, guess - 1)
     return time.perf_counter() - start, steps
 
 
 def collector_loop(episodes: int, tokenizer: object | None, concurrency: int = 8) -> tuple[float, int]:
-    backend = scripted_backend(bisect_from_chat, tokenizer)
+    backend = scripted_backend(bisection_chat_policy, tokenizer)
     start = time.perf_counter()
     trajs = collect_sync(
         lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(episodes), RolloutConfig(concurrency=concurrency)

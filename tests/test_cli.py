@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from plyground.cli import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, main
+from plyground.envs.guess_number import bisection_chat_policy
 from plyground.errors import BackendError
 from plyground.evaluation import EvalConfig, ResumeMismatchError, evaluate
 from plyground.inference.scripted import ScriptedBackend
@@ -82,19 +83,6 @@ def test_eval_tiny_writes_files_and_resumes(tmp_path: Path, capsys: pytest.Captu
     assert "different settings" in capsys.readouterr().err
 
 
-def bisect(chat: Chat) -> str:
-    import re
-
-    lo, hi = 1, 100
-    for m in chat:
-        if m.role == "user":
-            if g := re.search(r"greater than (\d+)", m.content):
-                lo = int(g.group(1)) + 1
-            if g := re.search(r"less than (\d+)", m.content):
-                hi = int(g.group(1)) - 1
-    return str((lo + hi) // 2)
-
-
 def test_killed_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
     calls = {"n": 0}
 
@@ -102,7 +90,7 @@ def test_killed_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
         calls["n"] += 1
         if calls["n"] > 25:
             raise BackendError("server went away")
-        return bisect(chat)
+        return bisection_chat_policy(chat)
 
     config = EvalConfig("GuessNumber-v0", episodes=10, concurrency=2, out_dir=str(tmp_path))
     with pytest.raises(BackendError):
@@ -113,15 +101,15 @@ def test_killed_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
     # A torn last line (the writer killed mid-write) is dropped, not fatal.
     with open(tmp_path / "trajectories.jsonl", "a") as fh:
         fh.write('{"env_id": "GuessNumber-v0", "tur')
-    summary = evaluate(config, ScriptedBackend(bisect), progress=False)
+    summary = evaluate(config, ScriptedBackend(bisection_chat_policy), progress=False)
     assert summary.trajectories == 10 and summary.success_rate == 1.0
     assert len(read_trajectories(str(tmp_path / "trajectories.jsonl"))) == 10
 
 
 def test_resume_refuses_other_settings(tmp_path: Path) -> None:
-    evaluate(EvalConfig("GuessNumber-v0", episodes=1, out_dir=str(tmp_path)), ScriptedBackend(bisect), progress=False)
+    evaluate(EvalConfig("GuessNumber-v0", episodes=1, out_dir=str(tmp_path)), ScriptedBackend(bisection_chat_policy), progress=False)
     with pytest.raises(ResumeMismatchError, match="seed"):
-        evaluate(EvalConfig("GuessNumber-v0", episodes=1, seed=5, out_dir=str(tmp_path)), ScriptedBackend(bisect), progress=False)
+        evaluate(EvalConfig("GuessNumber-v0", episodes=1, seed=5, out_dir=str(tmp_path)), ScriptedBackend(bisection_chat_policy), progress=False)
 
 
 @pytest.fixture(scope="module")

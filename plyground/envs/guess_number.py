@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import re
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from plyground.envs.core import EnvSnapshot, TextEnv
+from plyground.types import Message
 
 # The last integer in the reply is the guess. A minus sign counts only when it is not glued to a
 # preceding digit ("1-100" reads as 1 and 100), and "42.5" is read whole so it can be refused.
@@ -196,3 +198,13 @@ class BisectionPolicy:
         if m := self._LESS.search(observation):
             self.high = min(self.high, int(m.group(1)) - 1)
         return str((self.low + self.high) // 2)
+
+
+def bisection_chat_policy(chat: Sequence[Message]) -> str:
+    """``BisectionPolicy`` as a chat policy (for ``ScriptedBackend``): replays the user messages."""
+    policy = BisectionPolicy()
+    reply = ""
+    for message in chat:
+        if message.role == "user":
+            reply = policy.act(message.content)
+    return reply

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from plyground.types import Chat, Completion, Message, SamplingParams
+from plyground.types import Chat, Completion, FinishReason, Message, SamplingParams
 
 Policy = Callable[[Chat], str]
 
@@ -31,7 +31,7 @@ class ScriptedBackend:
 
     def _complete(self, chat: Chat, prompt_ids: list[int], params: SamplingParams) -> Completion:
         text = self.policy(chat)
-        finish = "stop"
+        finish: FinishReason = "stop"
         if self.tokenizer is None:
             return Completion(text=text, finish_reason=finish)
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -40,7 +40,7 @@ class ScriptedBackend:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
         else:
             ids.append(self.tokenizer.eos_token_id)
-        return Completion(text, ids, [0.0] * len(ids), list(prompt_ids), finish)  # type: ignore[arg-type]
+        return Completion(text, ids, [0.0] * len(ids), list(prompt_ids), finish)
 
     def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         self.calls += 1

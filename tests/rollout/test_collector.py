@@ -12,9 +12,17 @@ from hypothesis import strategies as st
 
 import plyground
 from plyground.envs.core import TextEnv
+from plyground.envs.guess_number import bisection_chat_policy
 from plyground.errors import BackendError
 from plyground.inference.scripted import ScriptedBackend, scripted_backend
-from plyground.rollout import RolloutConfig, TokenLedger, build_chat, collect_sync, episode_specs, parse_action
+from plyground.rollout import (
+    RolloutConfig,
+    TokenLedger,
+    build_chat,
+    collect_sync,
+    episode_specs,
+    parse_action,
+)
 from plyground.rollout.tokens import render_text
 from plyground.types import Chat, Message, Trajectory
 
@@ -24,25 +32,12 @@ def tokenizer(tiny_backend):  # type: ignore[no-untyped-def]
     return tiny_backend.tokenizer
 
 
-def bisect_policy(chat: Chat) -> str:
-    """Binary search from the feedback in the chat (reads only the user messages)."""
-    lo, hi = 1, 100
-    for m in chat:
-        if m.role != "user":
-            continue
-        if g := re.search(r"greater than (\d+)", m.content):
-            lo = int(g.group(1)) + 1
-        if g := re.search(r"less than (\d+)", m.content):
-            hi = int(g.group(1)) - 1
-    return f"My guess: {(lo + hi) // 2}"
-
-
 def model_token_stream(traj: Trajectory) -> list[int]:
     return [tok for turn in traj.turns for tok in (turn.completion.token_ids if turn.completion else [])]
 
 
 def test_scripted_bisection_solves_guess_number(tokenizer: Any) -> None:
-    backend = scripted_backend(bisect_policy, tokenizer)
+    backend = scripted_backend(bisection_chat_policy, tokenizer)
     trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(6), RolloutConfig(concurrency=3))
     assert len(trajs) == 6
     for traj in trajs:
@@ -55,7 +50,7 @@ def test_scripted_bisection_solves_guess_number(tokenizer: Any) -> None:
 
 
 def test_ledger_matches_full_chat_rendering(tokenizer: Any) -> None:
-    backend = scripted_backend(bisect_policy, tokenizer)
+    backend = scripted_backend(bisection_chat_policy, tokenizer)
     [traj] = collect_sync(lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(1, base_seed=3))
     env = plyground.make("GuessNumber-v0")
     replies = [t.completion.text for t in traj.turns if t.completion]
@@ -104,7 +99,7 @@ def test_template_that_rewrites_history_is_reported_with_the_turn(tokenizer: Any
 
 
 def test_text_backend_records_no_tokens() -> None:
-    backend = ScriptedBackend(bisect_policy)
+    backend = ScriptedBackend(bisection_chat_policy)
     [traj] = collect_sync(lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(1))
     assert traj.success and traj.tokens is None
 
@@ -155,7 +150,7 @@ def test_backend_failure_is_fatal_but_keeps_finished_trajectories() -> None:
         calls["n"] += 1
         if calls["n"] > 20:
             raise BackendError("cannot connect to http://127.0.0.1:9/v1 (is the server running?)")
-        return bisect_policy(chat)
+        return bisection_chat_policy(chat)
 
     kept: list[Trajectory] = []
     with pytest.raises(BackendError, match="cannot connect"):
@@ -170,7 +165,7 @@ def test_backend_failure_is_fatal_but_keeps_finished_trajectories() -> None:
 
 
 def test_concurrent_episodes_are_batched(tokenizer: Any) -> None:
-    backend = scripted_backend(bisect_policy, tokenizer)
+    backend = scripted_backend(bisection_chat_policy, tokenizer)
     trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(16), RolloutConfig(concurrency=8))
     generations = sum(t.num_turns for t in trajs)
     assert backend.calls < generations / 3
