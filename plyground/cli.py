@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -133,22 +134,23 @@ def cmd_eval(args: argparse.Namespace, out: Console) -> int:
 
 
 def summary_table(summaries: Sequence[Any]) -> Table:
-    """The rich table ``plyground eval`` prints."""
-    table = Table(title="evaluation summary")
-    for col in ("env", "episodes x K", "success", "mean reward", "mean turns", "pass@k", "tokens", "errors", "wall s"):
-        table.add_column(col, justify="left" if col == "env" else "right", no_wrap=col == "env")
+    """The rich table ``plyground eval`` prints (narrow enough for an 80-column terminal)."""
+    table = Table(title="evaluation summary", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    table.add_column("env", no_wrap=True, min_width=14)
+    for col in ("n x K", "success", "reward", "turns", "pass@K", "tokens", "errors", "secs"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for s in summaries:
-        passk = "  ".join(f"{k}={v:.2f}" for k, v in s.pass_at_k.items())
+        top_k = list(s.pass_at_k.items())[-1] if s.pass_at_k else ("", 0.0)
         table.add_row(
             s.env_id,
             f"{s.episodes} x {s.samples}",
-            f"{s.success_rate:.1%}",
-            f"{s.mean_reward:.3f}",
-            f"{s.mean_turns:.2f}",
-            passk,
+            f"{s.success_rate:.0%}",
+            f"{s.mean_reward:.2f}",
+            f"{s.mean_turns:.1f}",
+            f"{top_k[1]:.2f}",
             f"{s.prompt_tokens + s.completion_tokens:,}",
             str(s.errors),
-            f"{s.wall_s:.1f}",
+            f"{s.wall_s:.0f}",
         )
     return table
 
