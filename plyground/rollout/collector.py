@@ -91,13 +91,18 @@ class _Batcher:
             while not self._queue.empty() and len(batch) < self.max_batch_size:
                 batch.append(self._queue.get_nowait())
             prompts = [p for p, _ in batch]
+            self.calls += 1
+            params = self.params
+            if params.seed is not None:
+                # One seed per call, not the same seed every call: otherwise the K samples of an
+                # episode that land in different batches would be identical draws.
+                params = replace(params, seed=(params.seed + 1_000_003 * self.calls) % 2**31)
             try:
-                self.calls += 1
                 if prompts and isinstance(prompts[0], list) and prompts[0] and isinstance(prompts[0][0], int):
                     assert isinstance(self.backend, TokenBackend)
-                    results = await self.backend.agenerate_ids(prompts, self.params)  # type: ignore[arg-type]
+                    results = await self.backend.agenerate_ids(prompts, params)  # type: ignore[arg-type]
                 else:
-                    results = await self.backend.agenerate(prompts, self.params)  # type: ignore[arg-type]
+                    results = await self.backend.agenerate(prompts, params)  # type: ignore[arg-type]
                 for (_, future), completions in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(completions[0])

@@ -205,3 +205,13 @@ def test_ledger_unit_prompt_then_completion(tokenizer: Any) -> None:
     ids = ledger.prompt(chat, 0)
     assert ids == tokenizer(render_text(tokenizer, chat, True), add_special_tokens=False)["input_ids"]
     assert set(ledger.mask) == {0}
+
+
+def test_seeded_samples_of_one_episode_differ(tiny_backend: Any) -> None:
+    """A fixed sampling seed must not make the K samples of an episode identical draws."""
+    from plyground.types import SamplingParams
+
+    config = RolloutConfig(sampling=SamplingParams(max_tokens=8, temperature=1.0, seed=0), concurrency=1, max_turns=1)
+    trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), tiny_backend, episode_specs(1, samples=4), config)
+    texts = {t.turns[0].completion.text for t in trajs if t.turns[0].completion}
+    assert len(texts) > 1
