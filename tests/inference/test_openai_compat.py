@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fake_backend import BOS, FakeBackend
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -21,69 +22,7 @@ from plyground.errors import BackendError
 from plyground.inference.base import Backend, make_backend
 from plyground.inference.openai_compat import OpenAIBackend, _finish_reason, default_render
 from plyground.inference.server import create_app, start_server
-from plyground.types import Chat, Completion, Message, SamplingParams
-
-BOS, EOS = 256, 257
-
-
-class CharTokenizer:
-    """One token per character (code points < 256), plus BOS and EOS."""
-
-    def __len__(self) -> int:
-        return 258
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [ord(c) if ord(c) < 256 else ord("?") for c in text]
-        return [BOS, *ids] if add_special_tokens else ids
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        specials = {BOS: "<s>", EOS: "</s>"}
-        return "".join(("" if skip_special_tokens else specials[i]) if i in specials else chr(i) for i in ids)
-
-
-class FakeBackend:
-    """Deterministic TokenBackend: the reply depends on the prompt, the sample index and the seed."""
-
-    name = "fake"
-    model_name = "fake-model"
-
-    def __init__(self) -> None:
-        self.tokenizer = CharTokenizer()
-
-    def render(self, chat: Chat, add_generation_prompt: bool = True) -> list[int]:
-        return self.tokenizer.encode("".join(f"<{m.role}>{m.content}\n" for m in chat) + "<assistant>")
-
-    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        out = []
-        for prompt in prompts:
-            group = []
-            for j in range(params.n):
-                text = f"reply {sum(prompt) % 997}" + (
-                    f" #{j} s{params.seed}" if params.temperature > 0 else ""
-                )
-                ids = [*self.tokenizer.encode(text, add_special_tokens=False), EOS]
-                finish = "stop"
-                if len(ids) > params.max_tokens:
-                    ids, finish = ids[: params.max_tokens], "length"
-                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                lps = [-0.25 * (1 + k % 3) for k in range(len(ids))] if params.logprobs else []
-                group.append(Completion(text, ids, lps, list(prompt), finish))  # type: ignore[arg-type]
-            out.append(group)
-        return out
-
-    async def agenerate_ids(
-        self, prompts: Sequence[list[int]], params: SamplingParams
-    ) -> list[list[Completion]]:
-        return self.generate_ids(prompts, params)
-
-    def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
-        return self.generate_ids([self.render(c) for c in chats], params)
-
-    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
-        return self.generate(chats, params)
-
-    def close(self) -> None:
-        pass
+from plyground.types import Completion, Message, SamplingParams
 
 
 def _free_port() -> int:
