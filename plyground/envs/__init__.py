@@ -36,3 +36,38 @@ register(
     reward_range=(0.0, 1.0),
     description="Solve one generated arithmetic problem; scored by the numeric verifier.",
 )
+register(
+    "Wordle-v0",
+    "plyground.envs.lmrl.wordle:WordleEnv",
+    kind="multi-turn",
+    max_turns=6,
+    reward_range=(-1.0, 0.0),
+    description="LMRL-Gym Wordle: six guesses, G/Y/B feedback; the benchmark's 431-word vocabulary.",
+)
+register(
+    "Wordle-Official-v0",
+    "plyground.envs.lmrl.wordle:WordleEnv",
+    kind="multi-turn",
+    max_turns=6,
+    reward_range=(-1.0, 0.0),
+    description="Wordle with the official lists: 2,315 answers, 12,972 allowed guesses.",
+    answers="official",
+    allowed="official-guesses",
+)
+register(
+    "Maze-v0",
+    "plyground.envs.lmrl.maze:MazeEnv",
+    kind="multi-turn",
+    max_turns=101,
+    reward_range=(-4.0, 0.0),
+    description="LMRL-Gym Maze, fully observed: goal, position and walls; 100 moves.",
+)
+register(
+    "Maze-PO-v0",
+    "plyground.envs.lmrl.maze:MazeEnv",
+    kind="multi-turn",
+    max_turns=101,
+    reward_range=(-4.0, 0.0),
+    description="LMRL-Gym Maze, partially observed: only the walls around you; 100 moves.",
+    fully_observed=False,
+)
