@@ -123,6 +123,28 @@ class Task(JsonRecord):
     hints: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def validate(self, verifier: Any = None) -> Verdict:
+        """Does the gold answer, written as ``\\boxed{answer}``, pass its own verifier?
+
+        A task that fails cannot be solved by any response, so loaders run this to report rows
+        the verifier cannot read. ``verifier`` defaults to ``MathVerifier``; a verifier with a
+        ``validate_task(task) -> Verdict`` method (``MathVerifier`` has one) does the check itself.
+        """
+        if self.answer is None:
+            return Verdict(0.0, False, "task has no reference answer", "no reference answer")
+        if verifier is None:
+            # Imported here: the verifiers import this module.
+            from plyground.verifiers.math import MathVerifier
+
+            verifier = MathVerifier()
+        # A verifier may offer a stricter self-check than scoring the boxed gold answer.
+        strict = getattr(verifier, "validate_task", None)
+        if callable(strict):
+            checked: Verdict = strict(self)
+            return checked
+        verdict: Verdict = verifier.verify(self, "\\boxed{" + str(self.answer) + "}")
+        return verdict
+
 
 @dataclass
 class Verdict(JsonRecord):

@@ -5,3 +5,12 @@ from plyground.verifiers.base import Verifier
 from plyground.verifiers.numeric import NumericVerifier, extract_final_answer, parse_number
 
 __all__ = ["NumericVerifier", "Verifier", "extract_final_answer", "parse_number"]
+
+
+def __getattr__(name: str) -> object:
+    # The math verifier pulls in SymPy and math-verify; import it only when asked for.
+    if name in ("MathVerifier", "extract_answer", "is_equivalent"):
+        from plyground.verifiers import math as _math
+
+        return getattr(_math, name)
+    raise AttributeError(f"module 'plyground.verifiers' has no attribute {name!r}")
