@@ -166,6 +166,120 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK
 
 
+# -- plyground search -----------------------------------------------------------------------------
+def cmd_search(args: argparse.Namespace, out: Console) -> int:
+    """Search each episode with one algorithm; write results.jsonl, pairs.jsonl, sft.jsonl and
+    summary.json to ``--out`` (schemas: ``plyground.search.pairs``)."""
+    import dataclasses
+    import time
+
+    from plyground.envs import make
+    from plyground.search import (
+        PairConfig,
+        RandomProposer,
+        agentq_pairs,
+        bfs_pairs,
+        sft_examples,
+        write_records,
+    )
+    from plyground.search.evaluate import default_config, run_search, summarize
+    from plyground.search.mcts import MCTSConfig
+    from plyground.search.proposer import Proposer, SelfCritic
+    from plyground.types import SamplingParams
+
+    env_kwargs = _parse_kv(args.env_arg)
+    make(args.env, **env_kwargs).close()  # an unknown env or bad argument fails before the model loads
+    if args.budget < 1 or args.episodes < 1:
+        raise ValueError("--budget and --episodes must be >= 1")
+    err = Console(stderr=True)
+    backend: Any = None
+    critic: SelfCritic | None = None
+    if args.backend != "random":
+        with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
+            backend = make_cli_backend(args)
+    sampling = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    if backend is not None and args.critic:
+        critic = SelfCritic(backend)
+    config = default_config(args.algo, args.budget, args.seed)
+    if isinstance(config, MCTSConfig):
+        config = dataclasses.replace(
+            config, k=args.k, c_exp=args.c_exp, selection=args.selection, rollout=args.rollout or config.rollout
+        )
+    elif hasattr(config, "width"):
+        config = dataclasses.replace(config, width=args.k)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    results, pairs, sft = [], [], []
+    start = time.perf_counter()
+    try:
+        for episode in range(args.episodes):
+            seed = args.seed + episode
+            proposer: Any = RandomProposer(seed) if backend is None else Proposer(backend, sampling)
+            result = run_search(
+                args.algo, lambda: make(args.env, **env_kwargs), proposer, args.budget, seed,
+                config=config, critic=critic, env_id=args.env,
+            )
+            results.append(result)
+            if args.algo == "mcts":
+                pairs.extend(agentq_pairs(result, PairConfig(theta=args.theta)))
+            else:
+                pairs.extend(bfs_pairs(result))
+            sft.extend(sft_examples(result))
+            err.print(
+                f"[dim]episode {episode} seed {seed}: {'solved' if result.success else 'unsolved'}, "
+                f"{result.stats.proposer_calls} proposer calls, {result.stats.nodes_expanded} nodes[/dim]"
+            )
+    finally:
+        if backend is not None:
+            backend.close()
+    point = summarize(args.algo, args.budget, results)
+    summary = {
+        "env_id": args.env,
+        "algo": args.algo,
+        "backend": args.backend,
+        "model": args.model if backend is not None else None,
+        "config": dataclasses.asdict(config),
+        **point.to_dict(),
+        "solved": sum(r.success for r in results),
+        "pairs": len(pairs),
+        "sft": len(sft),
+        "wall_s": round(time.perf_counter() - start, 3),
+    }
+    if out_dir is not None:
+        write_records(str(out_dir / "results.jsonl"), (r.to_dict() for r in results))
+        write_records(str(out_dir / "pairs.jsonl"), pairs)
+        write_records(str(out_dir / "sft.jsonl"), sft)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        out.print_json(data=summary)
+    else:
+        table = Table(title=f"search: {args.algo} on {args.env}", box=box.SIMPLE_HEAD)
+        for col in ("episodes", "budget", "success", "calls", "generations", "nodes", "pairs", "sft", "secs"):
+            table.add_column(col, justify="right")
+        table.add_row(
+            str(point.episodes), str(args.budget), f"{point.success_rate:.0%}", f"{point.mean_proposer_calls:.1f}",
+            f"{point.mean_generations:.1f}", f"{point.mean_nodes_expanded:.1f}", str(len(pairs)), str(len(sft)),
+            f"{summary['wall_s']:.1f}",
+        )
+        out.print(table)
+    if out_dir is not None:
+        err.print(f"[dim]wrote {out_dir}[/dim]")
+    return EXIT_OK
+
+
+# -- plyground serve-envs ------------------------------------------------------------------------
+def cmd_serve_envs(args: argparse.Namespace, out: Console) -> int:
+    from plyground.bridges.env_server import serve_envs
+
+    Console(stderr=True).print(
+        f"[dim]serving every registered env at http://{args.host}:{args.port}/v1/instances "
+        f"(AgentGym routes under /agentgym/<env_id>)[/dim]"
+    )
+    serve_envs(host=args.host, port=args.port, idle_ttl_s=args.idle_ttl)
+    return EXIT_OK
+
+
 # -- wiring --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -206,6 +320,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("serve-envs", help="serve registered envs over HTTP (RemoteEnv, AgentGym clients)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--idle-ttl", type=float, default=600.0, help="seconds before an idle instance is closed")
+    p.set_defaults(func=cmd_serve_envs)
+
+    p = sub.add_parser("search", help="search episodes with MCTS, best-first, beam or best-of-N")
+    p.add_argument("env", help="environment id, e.g. Maze-v0")
+    p.add_argument("--algo", choices=["mcts", "bfs", "beam", "best-of-n"], default="mcts")
+    p.add_argument("--budget", type=int, default=64, help="proposer calls (chats sent to the policy) per episode")
+    p.add_argument("--episodes", type=int, default=4, help="episodes (env seeds seed, seed+1, ...)")
+    p.add_argument("--seed", type=int, default=0, help="first env seed (and the sampling seed)")
+    p.add_argument("--backend", default="random", help="hf, openai, or random (uniform admissible actions; no model)")
+    p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
+    p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
+    p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
+    p.add_argument("--device", default=None, help="hf: torch device")
+    p.add_argument("--k", type=int, default=4, help="actions sampled per expanded node (MCTS k, best-first/beam width)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-tokens", type=int, default=64, help="tokens per proposed action")
+    p.add_argument("--selection", choices=["uct", "puct"], default="uct", help="mcts: selection rule")
+    p.add_argument("--c-exp", type=float, default=1.0, help="mcts: exploration constant")
+    p.add_argument("--rollout", choices=["policy", "random", "none"], default=None, help="mcts: leaf evaluation (default none)")
+    p.add_argument("--critic", action="store_true", help="mcts: self-critique with the same backend (not with random)")
+    p.add_argument("--theta", type=float, default=0.1, help="mcts: least Q gap for a preference pair")
+    p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument")
+    p.add_argument("--out", default=None, help="output folder: results.jsonl, pairs.jsonl, sft.jsonl, summary.json")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_search)
     return parser
 
 
