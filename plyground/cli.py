@@ -130,6 +130,23 @@ def cmd_eval(args: argparse.Namespace, out: Console) -> int:
         out.print(summary_table(summaries))
     if args.out:
         err.print(f"[dim]wrote {args.out}[/dim]")
+    if args.report:
+        from plyground.evaluation.report import render_report
+
+        if not args.out:
+            raise ValueError("--report needs --out (the report is written there)")
+        dirs = [c.out_dir for c in configs if c.out_dir]
+        path = render_report(dirs, Path(args.out) / "report.html")
+        err.print(f"[dim]report: {path}[/dim]")
+    return EXIT_OK
+
+
+# -- plyground report ----------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace, out: Console) -> int:
+    from plyground.evaluation.report import render_report
+
+    path = render_report(args.runs, args.output)
+    out.print(str(path))
     return EXIT_OK
 
 
@@ -311,7 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (trajectories.jsonl, summary.json); resumes")
     p.add_argument("--json", action="store_true", help="print summaries as JSON")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (plots, summary)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="HTML report (plots, summary table) of `eval --out` folders")
+    p.add_argument("runs", nargs="+", help="folders written by plyground eval --out")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="serve a local model over an OpenAI-compatible HTTP API")
     p.add_argument("--model", default="default", help="default | tiny | a local folder")
@@ -358,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``plyground`` console script."""
     args = build_parser().parse_args(argv)
     out = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per error, whatever the width
     try:
         return int(args.func(args, out))
     except UnknownNameError as exc:
@@ -368,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"[red]backend error:[/red] {exc}", highlight=False)
         err.print("[dim]finished trajectories are kept; rerun the same command to resume[/dim]")
         return EXIT_BACKEND
-    except (PlygroundError, ValueError) as exc:
+    except (PlygroundError, ValueError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:

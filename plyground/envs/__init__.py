@@ -71,3 +71,70 @@ register(
     description="LMRL-Gym Maze, partially observed: only the walls around you; 100 moves.",
     fully_observed=False,
 )
+register(
+    "Chess-v0",
+    "plyground.envs.lmrl.chess:ChessEnv",
+    kind="multi-turn",
+    max_turns=401,
+    reward_range=(-1.0, 1.0),
+    components=("stockfish",),
+    description="LMRL-Gym Chess: play white from FEN boards against Stockfish at Elo 1200; 400 moves.",
+)
+register(
+    "Endgames-v0",
+    "plyground.envs.lmrl.chess:EndgamesEnv",
+    kind="multi-turn",
+    max_turns=401,
+    reward_range=(-1.0, 1.0),
+    components=("stockfish",),
+    description="LMRL-Gym Endgames: mate with KQ/KR/KQR/KRR against a lone king, Stockfish at Elo 1200.",
+)
+register(
+    "MathHints-v0",
+    "plyground.envs.math_envs:MathHintsEnv",
+    kind="single-turn",
+    max_turns=1,
+    reward_range=(0.0, 1.0),
+    description="One math problem; Scaf-GRPO hints (knowledge/planning/solution) at a level chosen at reset.",
+)
+register(
+    "MathSelfCorrect-v0",
+    "plyground.envs.math_envs:MathSelfCorrectEnv",
+    kind="multi-turn",
+    max_turns=2,
+    reward_range=(0.0, 1.0),
+    description="SCoRe protocol: attempt, correction prompt, second attempt; reward on the second.",
+)
+register(
+    "MathHintDialogue-v0",
+    "plyground.envs.math_envs:MathHintDialogueEnv",
+    kind="multi-turn",
+    max_turns=5,
+    reward_range=(0.0, 1.0),
+    description="A wrong answer gets the next hint on the Scaf-GRPO ladder; up to 5 answers.",
+)
+register(
+    "TwentyQuestions-v0",
+    "plyground.envs.lmrl.twenty_questions:TwentyQuestionsEnv",
+    kind="multi-turn",
+    max_turns=20,
+    reward_range=(-1.0, 0.0),
+    description="LMRL-Gym Twenty Questions: yes/no questions to find one of 169 objects; rule-based oracle "
+    "(oracle= / oracle_backend= for an LLM).",
+)
+register(
+    "GuessMyCity-v0",
+    "plyground.envs.lmrl.guess_city:GuessMyCityEnv",
+    kind="multi-turn",
+    max_turns=20,
+    reward_range=(-1.0, 0.0),
+    description="LMRL-Gym Guess My City: open or yes/no questions to find one of 69 cities; rule-based oracle.",
+)
+register(
+    "CarDealer-v0",
+    "plyground.envs.lmrl.car_dealer:CarDealerEnv",
+    kind="multi-turn",
+    max_turns=25,
+    reward_range=(-10.0, 2.0),
+    description="LMRL-Gym Car Dealer: sell to a buyer with a hidden budget and wishes, <= 50 lines; rule-based buyer.",
+)

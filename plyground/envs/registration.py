@@ -127,6 +127,9 @@ def _construct(env_spec: EnvSpec, kwargs: dict[str, Any]) -> TextEnv:
     env = env_spec.load()(**kwargs)
     if not isinstance(env, TextEnv):
         raise TypeError(f"{env_spec.id}: entry point built {type(env).__name__}, not a TextEnv")
+    if env.spec is None:
+        # So that the env knows its registered id (the rollout records it on trajectories).
+        env.spec = gymnasium.spec(f"{NAMESPACE}/{env_spec.id}")
     return env
 
 

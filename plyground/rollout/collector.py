@@ -236,6 +236,8 @@ async def collect(
     tokenizer = backend.tokenizer if track else None  # type: ignore[attr-defined]
     batcher = _Batcher(backend, config.sampling, config.max_batch_size)
     all_envs = [await asyncio.to_thread(env_factory) for _ in range(config.concurrency)]
+    if not env_id and all_envs[0].spec is not None:
+        env_id = all_envs[0].spec.id.removeprefix("plyground/")
     pool: asyncio.Queue[TextEnv] = asyncio.Queue()
     for env in all_envs:
         pool.put_nowait(env)
