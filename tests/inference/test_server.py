@@ -254,7 +254,7 @@ def test_concurrent_requests_are_batched() -> None:
     unseeded = [size for size, params in fake.calls if params.seed is None]
     assert sum(unseeded) == 8 and len(unseeded) <= 3
     assert [size for size, params in fake.calls if params.seed is not None] == [1, 1]
-    assert elapsed < 1.0
+    assert elapsed < 5.0  # generous: only a serialised, unbatched server would be far slower
 
 
 def test_event_loop_is_not_blocked_by_generation() -> None:

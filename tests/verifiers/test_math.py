@@ -306,7 +306,7 @@ def test_soft_timeout_keeps_the_worker() -> None:
         result = pool.run("10^{10^{10^{10}}}", "1", 0.5)
         elapsed = time.perf_counter() - start
         assert (result.equal, result.error) == (False, "timeout after 0.5 s")
-        assert elapsed < 0.5 + 0.5
+        assert elapsed < 0.5 + 2.0  # slack for a loaded 2-core machine
         assert pool.run("x^2-1", "(x-1)(x+1)", 5.0).equal  # the pool still works
     finally:
         pool.close()

@@ -107,7 +107,7 @@ def test_it_is_a_verifier() -> None:
 def test_adversarial_input_stays_fast(response: str) -> None:
     start = time.perf_counter()
     verdict = VERIFIER.verify(task("1"), response)
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 1.0  # linear-time parsing; a blow-up would take far longer
     assert verdict.error is None
 
 
