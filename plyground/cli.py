@@ -60,19 +60,17 @@ def cmd_envs(args: argparse.Namespace, out: Console) -> int:
             ]
         )
         return EXIT_OK
-    table = Table(title="plyground environments")
-    for col in ("id", "kind", "horizon", "reward range", "needs"):
+    # Descriptions only where they fit: a squeezed column helps nobody (`--json` has them all).
+    show_description = out.width >= 110
+    table = Table(title="plyground environments", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("id", "kind", "horizon", "reward range"):
         table.add_column(col, no_wrap=True)
-    table.add_column("description", ratio=1)
+    table.add_column("needs", overflow="fold")
+    if show_description:
+        table.add_column("description", ratio=1)
     for s in specs:
-        table.add_row(
-            s.id,
-            s.kind,
-            str(s.max_turns or "-"),
-            _fmt_range(s.reward_range),
-            ", ".join(s.components) or "-",
-            s.description,
-        )
+        row = [s.id, s.kind, str(s.max_turns or "-"), _fmt_range(s.reward_range), ", ".join(s.components) or "-"]
+        table.add_row(*row, *([s.description] if show_description else []))
     out.print(table)
     return EXIT_OK
 
@@ -297,6 +295,67 @@ def cmd_serve_envs(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK
 
 
+# -- plyground train -----------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace, out: Console) -> int:
+    """Train with one algorithm: the YAML config (flat: field -> value), then ``--env``/``--model``/
+    ``--out``, then ``--set key=value`` (values read as YAML) fill the algorithm's config dataclass."""
+    import dataclasses
+    import difflib
+
+    import yaml
+
+    from plyground.trainers import TRAINERS
+
+    config_cls, trainer_cls = TRAINERS[args.algo]
+    values: dict[str, Any] = {}
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args.config}: a trainer config is a flat mapping of field: value")
+        values.update(loaded)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    for flag, name in ((args.env, "env_id"), (args.model, "model"), (args.out, "out_dir")):
+        if flag is not None:
+            if name not in fields:
+                raise ValueError(f"{args.algo} has no {name} setting (--{name.split('_')[0]})")
+            values[name] = flag
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        values[key] = yaml.safe_load(raw)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], fields, n=1)
+        raise ValueError(
+            f"unknown {args.algo} setting {unknown[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        )
+    values.setdefault("live_table", sys.stderr.isatty())
+    config = config_cls(**values)
+    err = Console(stderr=True)
+    with err.status(f"loading {config.model} and preparing {args.algo}", spinner="dots"):
+        trainer = trainer_cls(config)
+    if args.resume:
+        if trainer.resume():
+            err.print(f"[dim]resumed from step {trainer.step}[/dim]")
+        else:
+            err.print("[dim]no checkpoint to resume from; starting at step 0[/dim]")
+    history = trainer.train()
+    last = history[-1] if history else {"step": trainer.step}
+    if args.json:
+        out.print_json(data=last)
+    else:
+        table = Table(title=f"train {args.algo}: step {last.get('step')}", box=box.SIMPLE_HEAD)
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in sorted(k for k in last if k != "step"):
+            value = last[key]
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        out.print(table)
+    err.print(f"[dim]wrote {config.out_dir} (metrics.jsonl, checkpoints/)[/dim]")
+    return EXIT_OK
+
+
 # -- wiring --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -374,6 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder: results.jsonl, pairs.jsonl, sft.jsonl, summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_search)
+    p = sub.add_parser("train", help="train a model: sft, grpo, dpo or ppo (configs/*.yaml)")
+    p.add_argument("algo", choices=["sft", "grpo", "dpo", "ppo"], help="training algorithm")
+    p.add_argument("--env", default=None, help="environment id (sets env_id), e.g. Arithmetic-v0")
+    p.add_argument("--model", default=None, help="default | tiny | a local folder (sets model)")
+    p.add_argument("--config", default=None, help="YAML file: a flat mapping onto the algorithm's config fields")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (YAML value)")
+    p.add_argument("--out", default=None, help="output folder (sets out_dir): metrics.jsonl, checkpoints/")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
+    p.add_argument("--json", action="store_true", help="print the last metrics as JSON")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
