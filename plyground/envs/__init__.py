@@ -138,3 +138,13 @@ register(
     reward_range=(-10.0, 2.0),
     description="LMRL-Gym Car Dealer: sell to a buyer with a hidden budget and wishes, <= 50 lines; rule-based buyer.",
 )
+register(
+    "CoqProof-v0",
+    "plyground.envs.proving:CoqProofEnv",
+    kind="multi-turn",
+    max_turns=32,
+    reward_range=(0.0, 1.0),
+    components=("coq",),
+    description="Prove a Coq theorem one tactic at a time (coqtop); reward 1 for a proof that passes Qed "
+    "with no axioms; 22 built-in nat/bool/list/logic theorems.",
+)
