@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 EXTRAS=${EXTRAS:-all}
 # Debian packages the registered environments need; later environments add theirs here.
-APT_PACKAGES=${APT_PACKAGES:-stockfish coq}
+APT_PACKAGES=${APT_PACKAGES:-stockfish coq chromium}
 
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 

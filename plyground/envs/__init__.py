@@ -148,3 +148,23 @@ register(
     description="Prove a Coq theorem one tactic at a time (coqtop); reward 1 for a proof that passes Qed "
     "with no axioms; 22 built-in nat/bool/list/logic theorems.",
 )
+register(
+    "WebShop-v0",
+    "plyground.envs.webshop:WebShopEnv",
+    kind="multi-turn",
+    max_turns=15,
+    reward_range=(0.0, 1.0),
+    components=("webserver",),
+    description="WebShop (text mode): search[...] / click[...] on a local shop server (FastAPI + BM25); "
+    "seeded 1,000-product catalogue (num_products=, catalogue=); reward at Buy Now as upstream.",
+)
+register(
+    "WebShop-Browser-v0",
+    "plyground.envs.webshop:WebShopBrowserEnv",
+    kind="multi-turn",
+    max_turns=15,
+    reward_range=(0.0, 1.0),
+    components=("webserver", "chromium"),
+    description="WebShop through headless Chromium (Playwright, /usr/bin/chromium): same site and text as "
+    "WebShop-v0; screenshot=True adds a PNG to info.",
+)
