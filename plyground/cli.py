@@ -330,6 +330,14 @@ def cmd_train(args: argparse.Namespace, out: Console) -> int:
         raise ValueError(
             f"unknown {args.algo} setting {unknown[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
         )
+    types = {f.name: str(f.type) for f in dataclasses.fields(config_cls)}
+    for key, value in values.items():
+        # YAML 1.1 reads "1e-4" as a string; a float field takes it as the number it means.
+        if isinstance(value, str) and types[key].startswith("float"):
+            try:
+                values[key] = float(value)
+            except ValueError as exc:
+                raise ValueError(f"{key} must be a number, got {value!r}") from exc
     values.setdefault("live_table", sys.stderr.isatty())
     config = config_cls(**values)
     err = Console(stderr=True)
