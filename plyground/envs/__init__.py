@@ -168,3 +168,20 @@ register(
     description="WebShop through headless Chromium (Playwright, /usr/bin/chromium): same site and text as "
     "WebShop-v0; screenshot=True adds a PNG to info.",
 )
+register(
+    "TextNav-v0",
+    "plyground.envs.lmrl.text_nav:TextNavEnv",
+    kind="multi-turn",
+    max_turns=15,
+    reward_range=(0.0, 1.0),
+    description="LMRL-Gym Text-Nav, fully observed: put the stale food in the fridge and close it; 15 commands.",
+)
+register(
+    "TextNav-PO-v0",
+    "plyground.envs.lmrl.text_nav:TextNavEnv",
+    kind="multi-turn",
+    max_turns=15,
+    reward_range=(0.0, 1.0),
+    description="LMRL-Gym Text-Nav, partially observed: no room name or inventory shown; 15 commands.",
+    fully_observed=False,
+)
