@@ -306,6 +306,8 @@ def cmd_train(args: argparse.Namespace, out: Console) -> int:
 
     from plyground.trainers import TRAINERS
 
+    if args.algo not in TRAINERS:
+        raise UnknownNameError("training algorithm", args.algo, TRAINERS)
     config_cls, trainer_cls = TRAINERS[args.algo]
     values: dict[str, Any] = {}
     if args.config:
@@ -442,7 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("train", help="train a model: sft, grpo, dpo or ppo (configs/*.yaml)")
-    p.add_argument("algo", choices=["sft", "grpo", "dpo", "ppo"], help="training algorithm")
+    # No argparse choices: the list lives in plyground.trainers.TRAINERS, which imports torch.
+    p.add_argument(
+        "algo",
+        help="training algorithm: sft, grpo, dpo, ppo, guide, scaf-grpo, mrt, archer, score, agent-q, "
+        "bfs-prover, filtered-bc, reinforce",
+    )
     p.add_argument("--env", default=None, help="environment id (sets env_id), e.g. Arithmetic-v0")
     p.add_argument("--model", default=None, help="default | tiny | a local folder (sets model)")
     p.add_argument("--config", default=None, help="YAML file: a flat mapping onto the algorithm's config fields")

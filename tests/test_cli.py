@@ -154,3 +154,9 @@ def test_eval_through_openai_backend_against_plyground_serve(served_tiny: str, t
         assert completions and all(c.logprobs for c in completions)
         summary = json.loads((tmp_path / env_id / "summary.json").read_text())
         assert summary["backend"] == "openai" and summary["trajectories"] == 3
+
+
+def test_unknown_training_algorithm_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "grp", "--env", "Arithmetic-v0", "--model", "tiny"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Unknown training algorithm 'grp'" in err and "Did you mean 'grpo'" in err
