@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-EXTRAS=${EXTRAS:-all,adapters}
+EXTRAS=${EXTRAS:-all,adapters,proving}
 # Debian packages the registered environments need; later environments add theirs here.
 APT_PACKAGES=${APT_PACKAGES:-stockfish coq chromium}
 

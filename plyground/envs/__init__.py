@@ -139,14 +139,40 @@ register(
     description="LMRL-Gym Car Dealer: sell to a buyer with a hidden budget and wishes, <= 50 lines; rule-based buyer.",
 )
 register(
+    "TextNav-v0",
+    "plyground.envs.lmrl.text_nav:TextNavEnv",
+    kind="multi-turn",
+    max_turns=15,
+    reward_range=(0.0, 1.0),
+    description="LMRL-Gym Text-Nav, fully observed: put the stale food in the fridge and close it; 15 commands.",
+)
+register(
+    "TextNav-PO-v0",
+    "plyground.envs.lmrl.text_nav:TextNavEnv",
+    kind="multi-turn",
+    max_turns=15,
+    reward_range=(0.0, 1.0),
+    description="LMRL-Gym Text-Nav, partially observed: no room name or inventory shown; 15 commands.",
+    fully_observed=False,
+)
+register(
+    "Prove-v0",
+    "plyground.envs.proving:make_prove_env",
+    kind="multi-turn",
+    max_turns=32,
+    reward_range=(0.0, 1.0),
+    components=("coq",),
+    description="Prove a theorem one tactic at a time: Coq (coqtop, default; 170-theorem graded set) or "
+    "backend='lean' (Lean 4 REPL, lean_project=); reward 1 for a checked proof with no axioms.",
+)
+register(
     "CoqProof-v0",
     "plyground.envs.proving:CoqProofEnv",
     kind="multi-turn",
     max_turns=32,
     reward_range=(0.0, 1.0),
     components=("coq",),
-    description="Prove a Coq theorem one tactic at a time (coqtop); reward 1 for a proof that passes Qed "
-    "with no axioms; 22 built-in nat/bool/list/logic theorems.",
+    description="Alias of Prove-v0 with the Coq backend.",
 )
 register(
     "WebShop-v0",
@@ -167,21 +193,4 @@ register(
     components=("webserver", "chromium"),
     description="WebShop through headless Chromium (Playwright, /usr/bin/chromium): same site and text as "
     "WebShop-v0; screenshot=True adds a PNG to info.",
-)
-register(
-    "TextNav-v0",
-    "plyground.envs.lmrl.text_nav:TextNavEnv",
-    kind="multi-turn",
-    max_turns=15,
-    reward_range=(0.0, 1.0),
-    description="LMRL-Gym Text-Nav, fully observed: put the stale food in the fridge and close it; 15 commands.",
-)
-register(
-    "TextNav-PO-v0",
-    "plyground.envs.lmrl.text_nav:TextNavEnv",
-    kind="multi-turn",
-    max_turns=15,
-    reward_range=(0.0, 1.0),
-    description="LMRL-Gym Text-Nav, partially observed: no room name or inventory shown; 15 commands.",
-    fully_observed=False,
 )

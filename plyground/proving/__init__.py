@@ -1,12 +1,20 @@
-"""Theorem proving backends: Coq (``coqtop``/``coqc``, runs here) and the Lean 4 REPL protocol.
+"""Theorem proving backends: Coq (``coqtop``/``coqc``, runs here), the Lean 4 REPL protocol and
+LeanDojo.
 
 - :mod:`plyground.proving.coq`: ``CoqSession`` (step tactics, goals, backtracking, time limits,
-  cheat refusal), ``CoqProofVerifier`` / ``verify_proof`` (``coqc`` + ``Print Assumptions``) and a
-  small built-in theorem set ``COQ_THEOREMS``.
+  cheat refusal), ``CoqProofVerifier`` / ``verify_proof`` (``coqc`` + ``Print Assumptions``),
+  ``check_theorem_file`` (many proofs, one ``coqc``) and the project's theorem set
+  ``COQ_THEOREMS`` / ``load_coq_theorems`` (``data/coq_theorems.jsonl``: 170 theorems, difficulty
+  1-5, arithmetic, booleans, lists, logic, induction, each with a reference proof).
+- :mod:`plyground.proving.portfolio`: a scripted tactic portfolio (``PortfolioProposer``) for
+  best-first search, ``prove_with_portfolio``.
 - :mod:`plyground.proving.lean_repl`: ``LeanRepl`` (leanprover-community/repl JSON protocol over a
   subprocess) and ``load_minif2f_lean`` (miniF2F Lean 4 statements as Tasks).
+- :mod:`plyground.proving.leandojo`: an adapter over the ``lean-dojo`` package (``Dojo``,
+  ``TacticState`` ...), for machines with a Lean toolchain.
 
-The env over them is ``CoqProof-v0`` (:mod:`plyground.envs.proving`).
+The env over them is ``Prove-v0`` (:mod:`plyground.envs.proving`; ``backend="coq"`` default,
+``"lean"``, ``"leandojo"``); ``CoqProof-v0`` is its Coq alias.
 """
 
 from __future__ import annotations

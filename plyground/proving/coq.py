@@ -28,6 +28,7 @@ Assumptions`` to a file and runs ``coqc`` in a temporary folder, with a time lim
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -569,32 +570,112 @@ def proof_script(tactics: Sequence[str]) -> str:
     return "\n".join(t if t.rstrip().endswith(".") else t.rstrip() + "." for t in tactics)
 
 
-# -- a small built-in theorem set ------------------------------------------------------------------
-def _t(id: str, statement: str, proof: str, difficulty: int, topic: str) -> Task:
-    return Task(id=id, prompt=statement, answer=proof, metadata={"difficulty": difficulty, "topic": topic})
+# -- the project's theorem set ----------------------------------------------------------------------
+THEOREMS_FILE = Path(__file__).with_name("data") / "coq_theorems.jsonl"
+TOPICS = ("arithmetic", "booleans", "lists", "logic", "induction")
 
 
-COQ_THEOREMS: list[Task] = [
-    _t("add_0_r", "Theorem add_0_r : forall n : nat, n + 0 = n.", "intros n. induction n. reflexivity. simpl. rewrite IHn. reflexivity.", 2, "induction"),
-    _t("add_comm_lia", "Theorem add_comm_lia : forall a b : nat, a + b = b + a.", "intros a b. lia.", 1, "arithmetic"),
-    _t("mul_1_l", "Theorem mul_1_l : forall n : nat, 1 * n = n.", "intros n. simpl. lia.", 1, "arithmetic"),
-    _t("two_plus_two", "Theorem two_plus_two : 2 + 2 = 4.", "reflexivity.", 1, "arithmetic"),
-    _t("le_succ", "Theorem le_succ : forall n : nat, n <= S n.", "intros n. lia.", 1, "arithmetic"),
-    _t("lt_trans3", "Theorem lt_trans3 : forall a b c : nat, a < b -> b < c -> a < c.", "intros a b c H1 H2. lia.", 1, "arithmetic"),
-    _t("double_even", "Theorem double_even : forall n : nat, Nat.even (n + n) = true.", "intros n. induction n. reflexivity. rewrite Nat.add_succ_r. simpl. exact IHn.", 3, "induction"),
-    _t("sum_linear", "Theorem sum_linear : forall x y : nat, 2 * (x + y) = 2 * x + 2 * y.", "intros x y. lia.", 1, "arithmetic"),
-    _t("negb_involutive", "Theorem negb_involutive_b : forall b : bool, negb (negb b) = b.", "intros b. destruct b. reflexivity. reflexivity.", 1, "booleans"),
-    _t("andb_comm", "Theorem andb_comm_b : forall a b : bool, andb a b = andb b a.", "intros a b. destruct a. destruct b. reflexivity. reflexivity. destruct b. reflexivity. reflexivity.", 2, "booleans"),
-    _t("orb_true_r", "Theorem orb_true_r_b : forall b : bool, orb b true = true.", "intros b. destruct b. reflexivity. reflexivity.", 1, "booleans"),
-    _t("andb_true_l", "Theorem andb_true_l_b : forall b : bool, andb true b = b.", "intros b. reflexivity.", 1, "booleans"),
-    _t("and_swap", "Theorem and_swap : forall P Q : Prop, P /\\ Q -> Q /\\ P.", "intros P Q H. destruct H as [HP HQ]. split. exact HQ. exact HP.", 1, "logic"),
-    _t("or_swap", "Theorem or_swap : forall P Q : Prop, P \\/ Q -> Q \\/ P.", "intros P Q H. destruct H as [HP | HQ]. right. exact HP. left. exact HQ.", 1, "logic"),
-    _t("modus_ponens", "Theorem modus_ponens : forall P Q : Prop, P -> (P -> Q) -> Q.", "intros P Q HP HPQ. apply HPQ. exact HP.", 1, "logic"),
-    _t("imp_trans", "Theorem imp_trans : forall P Q R : Prop, (P -> Q) -> (Q -> R) -> P -> R.", "auto.", 1, "logic"),
-    _t("app_nil_r", "Theorem app_nil_r_l : forall (A : Type) (l : list A), l ++ [] = l.", "intros A l. induction l. reflexivity. simpl. rewrite IHl. reflexivity.", 2, "lists"),
-    _t("app_length", "Theorem app_length_l : forall (A : Type) (l1 l2 : list A), length (l1 ++ l2) = length l1 + length l2.", "intros A l1 l2. induction l1. reflexivity. simpl. rewrite IHl1. reflexivity.", 2, "lists"),
-    _t("rev_length", "Theorem rev_length_l : forall (A : Type) (l : list A), length (rev l) = length l.", "intros A l. induction l. reflexivity. simpl. rewrite app_length. simpl. rewrite IHl. lia.", 3, "lists"),
-    _t("map_length", "Theorem map_length_l : forall (A B : Type) (f : A -> B) (l : list A), length (map f l) = length l.", "intros A B f l. induction l. reflexivity. simpl. rewrite IHl. reflexivity.", 2, "lists"),
-    _t("cons_not_nil", "Theorem cons_not_nil : forall (A : Type) (x : A) (l : list A), x :: l <> [].", "intros A x l H. discriminate H.", 1, "lists"),
-    _t("succ_inj", "Theorem succ_inj : forall n m : nat, S n = S m -> n = m.", "intros n m H. injection H. auto.", 1, "arithmetic"),
-]
+def imports_header(imports: Sequence[str]) -> str:
+    """``Require Import`` line for ``imports`` (plus ``Import ListNotations`` when List is in)."""
+    if not imports:
+        return ""
+    header = f"Require Import {' '.join(imports)}."
+    return header + ("\nImport ListNotations." if "List" in imports else "")
+
+
+def load_coq_theorems(
+    path: str | os.PathLike[str] | None = None,
+    topics: Iterable[str] | None = None,
+    max_difficulty: int | None = None,
+) -> list[Task]:
+    """The project's Coq theorem set (``data/coq_theorems.jsonl``: one JSON object a line with
+    ``id``, ``difficulty`` 1-5, ``topic``, ``statement``, ``proof`` (a reference proof, one tactic
+    sentence after another, no bullets) and ``imports``) as Tasks: ``prompt`` = the statement,
+    ``answer`` = the reference proof, ``metadata`` = difficulty, topic, imports and ``header`` when
+    the imports differ from ``DEFAULT_HEADER``'s. ``topics`` / ``max_difficulty`` filter."""
+    wanted = set(topics) if topics is not None else None
+    tasks: list[Task] = []
+    text = Path(path if path is not None else THEOREMS_FILE).read_text(encoding="utf-8")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        try:
+            id_, statement, proof = str(row["id"]), str(row["statement"]), str(row["proof"])
+            difficulty, topic = int(row["difficulty"]), str(row["topic"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path or THEOREMS_FILE}:{n}: bad theorem row ({exc})") from exc
+        if wanted is not None and topic not in wanted:
+            continue
+        if max_difficulty is not None and difficulty > max_difficulty:
+            continue
+        imports = list(row.get("imports") or [])
+        metadata: dict[str, object] = {"difficulty": difficulty, "topic": topic, "imports": imports}
+        header = imports_header(imports)
+        if header != DEFAULT_HEADER:
+            metadata["header"] = header
+        tasks.append(Task(id=id_, prompt=statement, answer=proof, metadata=metadata))
+    return tasks
+
+
+COQ_THEOREMS: list[Task] = load_coq_theorems()
+"""The whole set (170 theorems; the first 22 are the slice's original built-ins, same ids)."""
+
+
+def check_theorem_file(
+    tasks: Sequence[Task], header: str = DEFAULT_HEADER, timeout_s: float = 300.0, check_assumptions: bool = True
+) -> dict[str, str]:
+    """Check many reference proofs with ONE ``coqc`` run (a file of statement + ``Proof.`` +
+    answer + ``Qed.`` + ``Print Assumptions`` for each). Returns ``{task id: problem}`` for the
+    failing ones (empty: all checked and closed under the global context). A Coq error stops
+    the file, so the first failure is reported and the tasks after it are marked unchecked.
+    ``Print Assumptions`` costs about 0.2 s a theorem with the default libraries loaded;
+    ``check_assumptions=False`` leaves it out (``Qed`` still checks every proof)."""
+    coqc = find_coq("coqc")
+    parts = [header.rstrip(), ""]
+    for task in tasks:
+        body, reason = _proof_body(task.answer or "")
+        if reason is not None:
+            return {task.id: reason}
+        name = theorem_name(task.prompt)
+        parts += [f"(* {task.id} *)", task.prompt.strip(), "Proof.", body, "Qed."]
+        parts += [f"Print Assumptions {name}.", ""] if check_assumptions else [""]
+    with tempfile.TemporaryDirectory(prefix="plyground-coqc-") as tmp:
+        path = Path(tmp) / "TheoremSet.v"
+        path.write_text("\n".join(parts), encoding="utf-8")
+        proc = spawn([coqc, "-q", str(path)], 4096, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            raw, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            return {t.id: "coqc timed out" for t in tasks}
+    output = raw.decode("utf-8", errors="replace")
+    problems: dict[str, str] = {}
+    if proc.returncode != 0:
+        m = re.search(r'line (\d+)', output)
+        line = int(m.group(1)) if m else 0
+        text = "\n".join(parts).splitlines()
+        failing = None
+        for i in range(min(line, len(text)) - 1, -1, -1):
+            c = re.match(r"^\(\* (\S+) \*\)$", text[i])
+            if c:
+                failing = c.group(1)
+                break
+        seen = False
+        for task in tasks:
+            if task.id == failing:
+                problems[task.id], seen = _error_text(output) or output[-500:], True
+            elif seen or failing is None:
+                problems[task.id] = "unchecked (an earlier theorem failed)" if seen else (_error_text(output) or output[-500:])
+        return problems
+    if not check_assumptions:
+        return problems
+    blocks = re.split(r"(?=^Closed under the global context|^Axioms:)", output, flags=re.MULTILINE)
+    answers = [b for b in blocks if b.startswith(("Closed under", "Axioms:"))]
+    for task, answer in zip(tasks, answers, strict=False):
+        axioms = parse_assumptions(answer)
+        if axioms:
+            problems[task.id] = f"depends on axioms: {', '.join(axioms)}"
+    if len(answers) != len(tasks):
+        problems["*"] = f"{len(answers)} Print Assumptions answers for {len(tasks)} theorems"
+    return problems
