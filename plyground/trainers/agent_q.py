@@ -1,0 +1,166 @@
+"""Agent Q (Putta et al. 2024): guided MCTS with self-critique, then step-level DPO, iterated.
+
+One iteration (every ``steps_per_iteration`` optimizer steps):
+
+1. **search**: :func:`plyground.search.mcts` on ``episodes_per_iteration`` env seeds, proposing
+   ``k`` actions per node with the *current* policy (an ``HFBackend`` sharing the trained model)
+   and, with ``self_critique``, ranking them with the same model (``Q = alpha Q_mcts + (1-alpha) Qhat``);
+2. **pairs**: :func:`plyground.search.agentq_pairs`: sibling actions whose Q differ by at least
+   ``theta``;
+3. **DPO**: ``steps_per_iteration`` steps of sigmoid DPO on those pairs. The reference is the policy
+   that proposed them (``reference="policy"``: their log-probabilities under the iteration's starting
+   weights, computed once; i.e. ``ref <- pi_i``), or the log-probabilities stored at sampling time
+   (``reference="behaviour"``, the off-policy variant; needs a backend that returns logprobs).
+
+The improved policy proposes in the next iteration. Iterations without any pair skip the update
+(zero loss) and are counted in ``charts/pairs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from plyground.trainers.core.data import prompt_response_record
+from plyground.trainers.core.loop import EpochSampler, StepTotals, SyncWeights, TrainConfig, Trainer, hfield
+from plyground.trainers.dpo import DPOTrainer
+from plyground.types import SamplingParams
+
+
+@dataclass
+class AgentQConfig(TrainConfig):
+    """Iterated MCTS + step-level DPO."""
+
+    env_id: str = hfield("GuessNumber-v0", "a small deterministic multi-turn env")
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "env constructor arguments"})
+    episodes_per_iteration: int = hfield(4, "env seeds searched per iteration")
+    steps_per_iteration: int = hfield(4, "DPO optimizer steps per iteration")
+    simulations: int = hfield(16, "MCTS simulations per episode")
+    k: int = hfield(4, "actions sampled per expansion")
+    c_exp: float = hfield(1.0, "UCT exploration constant")
+    mcts_alpha: float = hfield(0.5, "Q = alpha Q_mcts + (1 - alpha) Qhat (with self_critique)")
+    self_critique: bool = hfield(False, "rank proposals with the same model (Agent Q's self-critique)")
+    mcts_rollout: Literal["policy", "random", "none"] = hfield("policy", "MCTS leaf evaluation")
+    rollout_depth: int = hfield(10, "most steps of an MCTS rollout")
+    max_tokens: int = hfield(16, "tokens per proposed action")
+    temperature: float = hfield(1.0, "proposal temperature")
+    theta: float = hfield(0.1, "least Q gap for a preference pair")
+    beta: float = hfield(0.1, "DPO temperature")
+    label_smoothing: float = hfield(0.0, "conservative DPO")
+    reference: Literal["policy", "behaviour"] = hfield(
+        "policy", "policy: logprobs under the iteration's starting weights; behaviour: stored sampling logprobs"
+    )
+    batch_size: int = hfield(8, "pairs per optimizer step")
+    lr: float = hfield(1e-4, "peak learning rate (AdamW)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.episodes_per_iteration < 1 or self.steps_per_iteration < 1 or self.simulations < 1 or self.k < 2:
+            raise ValueError("episodes_per_iteration, steps_per_iteration, simulations >= 1 and k >= 2")
+        if self.beta <= 0 or self.theta < 0:
+            raise ValueError("beta must be > 0 and theta >= 0")
+        if self.reference not in ("policy", "behaviour"):
+            raise ValueError(f"reference must be policy or behaviour, got {self.reference!r}")
+        if self.batch_size < 1 or self.batch_size % self.micro_batch_size:
+            raise ValueError("batch_size must be a positive multiple of micro_batch_size")
+
+
+class AgentQTrainer(DPOTrainer):
+    """MCTS -> pairs -> DPO, with the pairs refreshed every ``steps_per_iteration`` steps."""
+
+    config: AgentQConfig  # type: ignore[assignment]
+
+    def __init__(self, config: AgentQConfig, model: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
+        Trainer.__init__(self, config, model, tokenizer, **kwargs)
+        from plyground.inference.hf import HFBackend
+
+        self.backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer)
+        self.on_update.append(SyncWeights(self.backend))
+        self.pairs: list[dict[str, Any]] = []
+        self.chosen, self.rejected = [], []
+        self.ref = torch.zeros(0, 2)
+        self.sampler = EpochSampler(1, seed=config.seed)
+        self.iteration = 0
+        self.search_metrics: dict[str, float] = {}
+
+    # -- ALGO LOGIC: one search iteration ----------------------------------------------------------
+    def search(self, iteration: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """MCTS on this iteration's env seeds with the current policy; its pairs and metrics."""
+        import plyground
+        from plyground.search import MCTSConfig, PairConfig, Proposer, SelfCritic, agentq_pairs, mcts
+
+        c = self.config
+        self.model.eval()
+        sampling = SamplingParams(
+            max_tokens=c.max_tokens, temperature=c.temperature, seed=(c.seed * 7919 + iteration) % 2**31
+        )
+        proposer = Proposer(self.backend, sampling)
+        critic = SelfCritic(self.backend) if c.self_critique else None
+        mcfg = MCTSConfig(
+            simulations=c.simulations, k=c.k, c_exp=c.c_exp, alpha=c.mcts_alpha,
+            rollout=c.mcts_rollout, rollout_depth=c.rollout_depth, stop_on_success=False, seed=c.seed + iteration,
+        )
+        pairs: list[dict[str, Any]] = []
+        solved = 0
+        for i in range(c.episodes_per_iteration):
+            seed = c.seed * 1_000_003 + iteration * c.episodes_per_iteration + i
+            result = mcts(lambda: plyground.make(c.env_id, **c.env_kwargs), proposer, mcfg, critic, seed=seed, env_id=c.env_id)
+            solved += int(result.success)
+            pairs += agentq_pairs(result, PairConfig(theta=c.theta, alpha=c.mcts_alpha if critic else 1.0))
+        return pairs, {"env/search_success": solved / c.episodes_per_iteration, "charts/pairs": float(len(pairs))}
+
+    def load_iteration_pairs(self, pairs: list[dict[str, Any]]) -> None:
+        self.pairs = pairs
+        self.chosen = [prompt_response_record(self.tokenizer, p["prompt"], p["chosen"]) for p in pairs]
+        self.rejected = [prompt_response_record(self.tokenizer, p["prompt"], p["rejected"]) for p in pairs]
+        if not pairs:
+            self.ref = torch.zeros(0, 2)
+        elif self.config.reference == "behaviour":
+            rows = [(p["meta"].get("chosen_logprob_sum"), p["meta"].get("rejected_logprob_sum")) for p in pairs]
+            if any(a is None or b is None for a, b in rows):
+                raise ValueError("reference=behaviour needs stored logprob sums; use reference=policy")
+            self.ref = torch.tensor(rows, dtype=torch.float32)
+        else:
+            self.ref = self._reference_sums()  # the iteration's starting policy = the proposer
+        self.sampler = EpochSampler(max(len(pairs), 1), seed=self.config.seed + self.iteration)
+
+    def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
+        c = self.config
+        if self.step % c.steps_per_iteration == 0 or not self.search_metrics:
+            pairs, self.search_metrics = self.search(self.iteration)
+            self.load_iteration_pairs(pairs)
+            self.iteration += 1
+        self.step_metrics.update(self.search_metrics)
+        if not self.pairs:  # nothing to learn this iteration: an all-zero "batch" of one dummy pair
+            dummy = prompt_response_record(self.tokenizer, [{"role": "user", "content": "."}], ".")
+            self.chosen, self.rejected, self.ref = [dummy], [dummy], torch.zeros(1, 2)
+            batch = self._batch([0])
+            batch["ref"] = self.ref[[0]]
+            batch["weight"] = torch.zeros(1)
+            return [batch]
+        return super().make_step_batch()
+
+    def compute_loss(self, micro: dict[str, torch.Tensor], totals: StepTotals) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics = super().compute_loss(micro, totals)
+        if "weight" in micro:
+            loss = loss * 0.0
+        return loss, metrics
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler.state_dict(), "ref": self.ref, "pairs": self.pairs,
+            "iteration": self.iteration, "search_metrics": self.search_metrics,
+        }
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.search_metrics = dict(state["search_metrics"])
+        pairs = list(state["pairs"])
+        self.pairs = pairs
+        self.chosen = [prompt_response_record(self.tokenizer, p["prompt"], p["chosen"]) for p in pairs]
+        self.rejected = [prompt_response_record(self.tokenizer, p["prompt"], p["rejected"]) for p in pairs]
+        self.ref = state["ref"]
+        self.sampler = EpochSampler(max(len(pairs), 1), seed=self.config.seed + self.iteration - 1)
+        self.sampler.load_state_dict(state["sampler"])
