@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench lint docs clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,9 +24,12 @@ bench: setup
 	$(PY) -m pytest -q -m slow
 	$(PY) benchmarks/harness_overhead.py
 
+docs: setup
+	$(PY) scripts/build_docs.py
+
 lint: setup
 	$(VENV)/bin/ruff check plyground tests
 	$(VENV)/bin/mypy plyground
 
 clean:
-	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf runs site docs/generated .pytest_cache .mypy_cache .ruff_cache
