@@ -194,3 +194,13 @@ register(
     description="WebShop through headless Chromium (Playwright, /usr/bin/chromium): same site and text as "
     "WebShop-v0; screenshot=True adds a PNG to info.",
 )
+register(
+    "ALFWorld-v0",
+    "plyground.envs.alfworld:AlfWorldEnv",
+    kind="multi-turn",
+    max_turns=50,
+    reward_range=(0.0, 1.0),
+    components=("textworld",),
+    description="ALFWorld (text): TextWorld's PDDL engine with ALFWorld's alfred.pddl/twl2; six task types "
+    "(task_type=), generated seeded games or official game.tw-pddl files (game_paths=); planner expert plan.",
+)

@@ -63,6 +63,8 @@ BackendFactory = Callable[..., Backend]
 _BACKENDS: dict[str, str | BackendFactory] = {
     "hf": "plyground.inference.hf:HFBackend",
     "openai": "plyground.inference.openai_compat:OpenAIBackend",
+    "vllm": "plyground.inference.vllm:VLLMBackend",
+    "sglang": "plyground.inference.sglang:SGLangBackend",
 }
 
 

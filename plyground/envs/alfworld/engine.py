@@ -1,0 +1,162 @@
+"""The TextWorld PDDL engine in a worker process of its own.
+
+The worker holds TextWorld's ``PddlEnv`` (fast-downward loaded as a library) with ALFWorld's
+demangler applied to the entity names, as ALFWorld's ``AlfredDemangler`` wrapper does. The env
+talks to it over a pipe; ``close()`` ends it, and a dead worker is started again on the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from typing import IO, Any
+
+from plyground.errors import MissingComponentError
+
+
+def textworld_available() -> bool:
+    try:
+        import alfworld  # noqa: F401
+        import fast_downward  # noqa: F401
+        import textworld  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read(stream: IO[bytes]) -> Any:
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError
+    return pickle.loads(stream.read(struct.unpack("<Q", header)[0]))
+
+
+def _write(stream: IO[bytes], obj: Any) -> None:
+    data = pickle.dumps(obj)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def serve() -> None:  # pragma: no cover - runs in the worker process
+    """The worker's loop: requests in on stdin, answers out on the original stdout."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything the engine prints goes to stderr, not into the protocol
+    inp = sys.stdin.buffer
+    import textworld
+    from alfworld.agents.utils.misc import Demangler
+    from textworld.envs.pddl import PddlEnv
+
+    env = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True, policy_commands=False))
+    while True:
+        try:
+            msg = _read(inp)
+        except EOFError:
+            return
+        op = msg[0]
+        try:
+            if op == "close":
+                _write(out, ("ok", None))
+                return
+            if op == "load":
+                env.load(msg[1])
+                demangler = Demangler(game_infos=env._entity_infos)
+                for info in env._entity_infos.values():
+                    info.name = demangler.demangle_alfred_name(info.id)
+                state = env.reset()
+            elif op == "reset":
+                state = env.reset()
+            elif op == "step":
+                state, _, _ = env.step(msg[1])
+            elif op == "plan":
+                _write(out, ("ok", list(env._pddl_state.replan(env._entity_infos))))
+                continue
+            else:
+                raise ValueError(f"unknown op {op!r}")
+            _write(out, ("ok", (state.feedback, bool(state["won"]), list(state["admissible_commands"]))))
+        except Exception as exc:  # report to the parent, keep serving
+            _write(out, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+class Engine:
+    """A handle on the worker: ``load(game_data)``, ``reset()``, ``step(cmd)``, ``plan()``."""
+
+    def __init__(self) -> None:
+        if not textworld_available():
+            raise MissingComponentError("textworld", "pip install 'plyground[alfworld]'")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._game: dict[str, Any] | None = None
+        self._history: list[str] = []  # commands since the game was loaded or reset
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else int(self._proc.pid)
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from plyground.envs.alfworld.engine import serve; serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+
+    def _call(self, *msg: Any) -> Any:
+        if not self.alive():
+            self.close()
+            self._start()
+            if self._game is not None and msg[0] != "load":
+                # A restarted worker gets its game back, replayed to where it was.
+                history, self._history = self._history, []
+                self._send("load", self._game)
+                if msg[0] != "reset":
+                    for command in history:
+                        self._send("step", command)
+                    self._history = history
+        return self._send(*msg)
+
+    def _send(self, *msg: Any) -> Any:
+        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
+        _write(self._proc.stdin, msg)
+        status, value = _read(self._proc.stdout)
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def load(self, game: dict[str, Any]) -> tuple[str, bool, list[str]]:
+        self._game = game
+        self._history = []
+        return self._call("load", game)  # type: ignore[no-any-return]
+
+    def reset(self) -> tuple[str, bool, list[str]]:
+        self._history = []
+        return self._call("reset")  # type: ignore[no-any-return]
+
+    def step(self, command: str) -> tuple[str, bool, list[str]]:
+        result = self._call("step", command)
+        self._history.append(command)
+        return result  # type: ignore[no-any-return]
+
+    def plan(self) -> list[str]:
+        return self._call("plan")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None and proc.stdin is not None and proc.stdout is not None:
+                _write(proc.stdin, ("close",))
+                _read(proc.stdout)
+        except (EOFError, OSError):
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
