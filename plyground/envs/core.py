@@ -150,6 +150,30 @@ class TextEnv(gym.Env[str, str]):
             obs, *_ = self.step(action)
         return obs
 
+    # -- helpers for native snapshots ---------------------------------------------------------------
+    def _episode_fields(self) -> dict[str, Any]:
+        """The base class's episode bookkeeping as keyword arguments for an env's own snapshot
+        dataclass (fields turn, done, last_observation, actions, options, episode_rng_state,
+        rng_state), so a native snapshot only adds the env's own state."""
+        return {
+            "turn": self.turn,
+            "done": self._done,
+            "last_observation": self._last_observation,
+            "actions": tuple(self._actions),
+            "options": copy.deepcopy(self._options),
+            "episode_rng_state": copy.deepcopy(self._episode_rng_state),
+            "rng_state": copy.deepcopy(dict(self.np_random.bit_generator.state)),
+        }
+
+    def _restore_episode_fields(self, state: Any) -> None:
+        """Undo ``_episode_fields``: put the bookkeeping of a native snapshot back."""
+        self.turn, self._done = state.turn, state.done
+        self._last_observation = state.last_observation
+        self._actions = list(state.actions)
+        self._options = copy.deepcopy(state.options)
+        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
+        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+
     @property
     def done(self) -> bool:
         return self._done

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -133,13 +132,7 @@ class GuessNumberEnv(TextEnv):
     def snapshot(self) -> GuessNumberState:
         return GuessNumberState(
             target=self.target,
-            turn=self.turn,
-            done=self._done,
-            last_observation=self._last_observation,
-            actions=tuple(self._actions),
-            options=copy.deepcopy(self._options),
-            episode_rng_state=copy.deepcopy(self._episode_rng_state),
-            rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state)),
+            **self._episode_fields(),
         )
 
     def restore(self, state: Any) -> str:
@@ -148,13 +141,8 @@ class GuessNumberEnv(TextEnv):
         if not isinstance(state, GuessNumberState):
             raise TypeError(f"GuessNumberEnv.restore expects a GuessNumberState, got {type(state).__name__}")
         self.target = state.target
-        self.turn, self._done = state.turn, state.done
-        self._last_observation = state.last_observation
-        self._actions = list(state.actions)
-        self._options = copy.deepcopy(state.options)
-        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
+        self._restore_episode_fields(state)
         # The generator goes where replay would leave it, so a later unseeded reset() matches too.
-        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
         return state.last_observation
 
 

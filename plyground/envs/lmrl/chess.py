@@ -9,7 +9,6 @@ reads the FEN from the observation and answers with Stockfish's move in SAN.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -372,13 +371,7 @@ class ChessEnv(TextEnv):
         return ChessState(
             board=self.board.copy(),
             start_fen=self._start,
-            turn=self.turn,
-            done=self._done,
-            last_observation=self._last_observation,
-            actions=tuple(self._actions),
-            options=copy.deepcopy(self._options),
-            episode_rng_state=copy.deepcopy(self._episode_rng_state),
-            rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state)),
+            **self._episode_fields(),
         )
 
     def restore(self, state: Any) -> str:
@@ -388,12 +381,7 @@ class ChessEnv(TextEnv):
             raise TypeError(f"{type(self).__name__}.restore expects a ChessState, got {type(state).__name__}")
         self.board = state.board.copy()
         self._start = state.start_fen
-        self.turn, self._done = state.turn, state.done
-        self._last_observation = state.last_observation
-        self._actions = list(state.actions)
-        self._options = copy.deepcopy(state.options)
-        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
-        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        self._restore_episode_fields(state)
         return state.last_observation
 
     def close(self) -> None:

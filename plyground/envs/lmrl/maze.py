@@ -7,7 +7,6 @@ move from every open cell (breadth-first search from the goal) and :class:`MazeE
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -307,13 +306,7 @@ class MazeEnv(TextEnv):
         return MazeState(
             position=self.position,
             goal=self.goal,
-            turn=self.turn,
-            done=self._done,
-            last_observation=self._last_observation,
-            actions=tuple(self._actions),
-            options=copy.deepcopy(self._options),
-            episode_rng_state=copy.deepcopy(self._episode_rng_state),
-            rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state)),
+            **self._episode_fields(),
         )
 
     def restore(self, state: Any) -> str:
@@ -322,12 +315,7 @@ class MazeEnv(TextEnv):
         if not isinstance(state, MazeState):
             raise TypeError(f"MazeEnv.restore expects a MazeState, got {type(state).__name__}")
         self.position, self.goal = state.position, state.goal
-        self.turn, self._done = state.turn, state.done
-        self._last_observation = state.last_observation
-        self._actions = list(state.actions)
-        self._options = copy.deepcopy(state.options)
-        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
-        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        self._restore_episode_fields(state)
         return state.last_observation
 
 

@@ -16,7 +16,6 @@ moves and the commands that touch the goal's things) and :class:`TextNavExpert` 
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import os
 import re
@@ -678,13 +677,7 @@ class TextNavEnv(TextEnv):
             house_key=self.state.key(),
             house_state=self.state.copy(),
             score=self.score,
-            turn=self.turn,
-            done=self._done,
-            last_observation=self._last_observation,
-            actions=tuple(self._actions),
-            options=copy.deepcopy(self._options),
-            episode_rng_state=copy.deepcopy(self._episode_rng_state),
-            rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state)),
+            **self._episode_fields(),
         )
 
     def restore(self, state: Any) -> str:
@@ -694,12 +687,7 @@ class TextNavEnv(TextEnv):
             raise TypeError(f"TextNavEnv.restore expects a TextNavState, got {type(state).__name__}")
         self.state = state.house_state.copy()
         self.score = state.score
-        self.turn, self._done = state.turn, state.done
-        self._last_observation = state.last_observation
-        self._actions = list(state.actions)
-        self._options = copy.deepcopy(state.options)
-        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
-        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        self._restore_episode_fields(state)
         return state.last_observation
 
 

@@ -125,13 +125,7 @@ class DialogueEnv(TextEnv):
     def snapshot(self) -> DialogueState:
         return DialogueState(
             game=copy.deepcopy(self.game),
-            turn=self.turn,
-            done=self._done,
-            last_observation=self._last_observation,
-            actions=tuple(self._actions),
-            options=copy.deepcopy(self._options),
-            episode_rng_state=copy.deepcopy(self._episode_rng_state),
-            rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state)),
+            **self._episode_fields(),
         )
 
     def restore(self, state: Any) -> str:
@@ -142,12 +136,7 @@ class DialogueEnv(TextEnv):
                 f"{type(self).__name__}.restore expects a DialogueState, got {type(state).__name__}"
             )
         self.game = copy.deepcopy(state.game)
-        self.turn, self._done = state.turn, state.done
-        self._last_observation = state.last_observation
-        self._actions = list(state.actions)
-        self._options = copy.deepcopy(state.options)
-        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
-        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        self._restore_episode_fields(state)
         return state.last_observation
 
     def close(self) -> None:

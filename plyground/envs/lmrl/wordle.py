@@ -8,7 +8,6 @@ behaviour-cloning data.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import os
@@ -310,13 +309,7 @@ class WordleEnv(TextEnv):
         return WordleState(
             target=self.target,
             board=tuple(self.board),
-            turn=self.turn,
-            done=self._done,
-            last_observation=self._last_observation,
-            actions=tuple(self._actions),
-            options=copy.deepcopy(self._options),
-            episode_rng_state=copy.deepcopy(self._episode_rng_state),
-            rng_state=copy.deepcopy(dict(self.np_random.bit_generator.state)),
+            **self._episode_fields(),
         )
 
     def restore(self, state: Any) -> str:
@@ -325,12 +318,7 @@ class WordleEnv(TextEnv):
         if not isinstance(state, WordleState):
             raise TypeError(f"WordleEnv.restore expects a WordleState, got {type(state).__name__}")
         self.target, self.board = state.target, list(state.board)
-        self.turn, self._done = state.turn, state.done
-        self._last_observation = state.last_observation
-        self._actions = list(state.actions)
-        self._options = copy.deepcopy(state.options)
-        self._episode_rng_state = copy.deepcopy(state.episode_rng_state)
-        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        self._restore_episode_fields(state)
         return state.last_observation
 
 
