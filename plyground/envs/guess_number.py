@@ -123,6 +123,20 @@ class GuessNumberEnv(TextEnv):
             return None, f"Invalid guess: {shown} is out of range; the number is from 1 to {self.n}."
         return int(text), ""
 
+    def state_key(self) -> str:
+        """What search dedupes on: the interval the feedback so far leaves, and the guesses used.
+        The observation names only the last bound, so it would merge different knowledge states."""
+        low, high = 1, self.n
+        for action in self._actions:
+            guess, _ = self._parse(action)
+            if guess is None or guess == self.target:
+                continue
+            if guess < self.target:
+                low = max(low, guess + 1)
+            else:
+                high = min(high, guess - 1)
+        return f"{low}..{high} after {self.turn}"
+
     def _guesses_left(self, left: int) -> str:
         if left > 0:
             return f"You have {left} guess{'es' if left != 1 else ''} left."

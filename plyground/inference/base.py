@@ -65,6 +65,7 @@ _BACKENDS: dict[str, str | BackendFactory] = {
     "openai": "plyground.inference.openai_compat:OpenAIBackend",
     "vllm": "plyground.inference.vllm:VLLMBackend",
     "sglang": "plyground.inference.sglang:SGLangBackend",
+    "plyground-server": "plyground.inference.server:PlygroundServerBackend",
 }
 
 

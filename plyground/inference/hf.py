@@ -36,6 +36,26 @@ class _Row:
     hit_eos: bool = False
 
 
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}  # fmt: skip
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch dtype from a name as command lines give it (``bfloat16``, ``bf16``, ...); ``auto``
+    and None mean the checkpoint's own."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    key = dtype.strip().lower().removeprefix("torch.")
+    if key == "auto":
+        return None
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or auto")
+    return _DTYPES[key]
+
+
 def _resolve_device(device: str | torch.device | None, model: Any, loaded_by_name: bool) -> torch.device:
     if device is None:
         if not loaded_by_name:
@@ -72,11 +92,12 @@ class HFBackend(ThreadedAsyncMixin):
         model: str | Any = "default",
         tokenizer: Any = None,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         max_batch_size: int = 16,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        dtype = parse_dtype(dtype)
         loaded_by_name = isinstance(model, str)
         if isinstance(model, str):
             from plyground.inference.models import load_model

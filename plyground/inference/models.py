@@ -305,6 +305,24 @@ def tiny_model(
     return model, tokenizer
 
 
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of a model name as :func:`load_model` reads it (``default``, ``tiny``, a local
+    folder or a hub id already in the local cache), without loading the weights; never downloads."""
+    key = name.strip().lower()
+    if key in {"default", "smollm2", "smollm2-135m-instruct", "tiny"}:
+        return default_tokenizer()  # the tiny model shares SmolLM2's tokenizer
+    from transformers import AutoTokenizer
+
+    path = Path(name).expanduser()
+    try:
+        return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise BackendError(
+            f"could not load the tokenizer of {name!r} from a local folder or the local Hugging Face "
+            f"cache: {exc}"
+        ) from exc
+
+
 def load_model(
     name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> tuple[Any, Any]:

@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP server over a local :class:`TokenBackend` (``hf``).
 
 Routes: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions``,
-``POST /v1/completions``, in OpenAI's JSON shapes. Like vLLM with ``return_token_ids``, every
+``POST /v1/completions``, in OpenAI's JSON shapes, and ``POST /update_weights_from_disk`` (weight
+sync, in SGLang's request and answer shape: ``{"model_path"}`` -> ``{"success", "message"}``). Like vLLM with ``return_token_ids``, every
 response also carries the token ids: ``prompt_token_ids`` (top level for chat, per choice for
 completions, whose request may hold several prompts) and ``token_ids`` per choice.
 
@@ -44,13 +45,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plyground.errors import BackendError
 from plyground.inference.base import TokenBackend
+from plyground.inference.vllm import ServerBackend
 from plyground.types import Chat, Completion, Message, SamplingParams
 
 __all__ = [
     "ChatCompletionRequest",
     "CompletionRequest",
+    "PlygroundServerBackend",
     "ServerProcess",
     "create_app",
+    "load_weights_from_disk",
     "main",
     "serve",
     "start_server",
@@ -162,6 +166,9 @@ class _Batcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Held while the backend generates and while new weights are copied in, so that no batch
+        # ever runs on half-updated weights.
+        self.backend_lock = threading.Lock()
 
     async def submit(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         self._ensure_started()
@@ -217,7 +224,8 @@ class _Batcher:
     def _run_group(self, jobs: list[_Job]) -> None:
         prompts = [p for job in jobs for p in job.prompts]
         try:
-            results = self.backend.generate_ids(prompts, jobs[0].params)
+            with self.backend_lock:
+                results = self.backend.generate_ids(prompts, jobs[0].params)
             if len(results) != len(prompts):
                 raise BackendError(f"backend returned {len(results)} results for {len(prompts)} prompts")
         except Exception as exc:
@@ -237,6 +245,55 @@ class _Batcher:
     def _deliver(job: _Job, result: Any, error: BaseException | None) -> None:
         with contextlib.suppress(RuntimeError):  # the submitting loop has closed
             job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+
+# -- weight sync ----------------------------------------------------------------------------------
+
+
+def load_weights_from_disk(model: Any, folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Copy the tensors of ``folder``'s ``*.safetensors`` files into ``model``, in place.
+
+    What ``save_pretrained`` writes (one file or shards) or a bare state dict saved as
+    ``model.safetensors``. Every parameter must be covered except those tied to another one
+    (``save_pretrained`` leaves a tied ``lm_head`` out); names the model does not have, or shapes
+    that differ, are refused before anything is copied, so a bad checkpoint leaves the served
+    weights as they were. Returns ``{"tensors": n, "seconds": t}``.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    started = time.perf_counter()
+    path = Path(folder)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"no *.safetensors weights in {path}")
+    incoming: dict[str, Any] = {}
+    for file in files:
+        incoming.update(load_file(str(file)))
+    own = model.state_dict()
+    unknown = sorted(set(incoming) - set(own))
+    if unknown:
+        raise ValueError(f"{len(unknown)} tensors the served model does not have, e.g. {unknown[:3]}")
+    bad_shape = [k for k, v in incoming.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if bad_shape:
+        k = bad_shape[0]
+        raise ValueError(f"shape mismatch for {k}: {tuple(incoming[k].shape)} vs served {tuple(own[k].shape)}")
+    # Tensors sharing storage with a covered one (tied embeddings) need not be in the checkpoint.
+    covered = {own[k].data_ptr() for k in incoming}
+    missing = sorted(k for k in own if k not in incoming and own[k].data_ptr() not in covered)
+    if missing:
+        raise ValueError(f"{len(missing)} served tensors missing from the checkpoint, e.g. {missing[:3]}")
+    with torch.no_grad():
+        for name, tensor in incoming.items():
+            own[name].copy_(tensor.to(own[name].device))
+    return {"tensors": len(incoming), "seconds": time.perf_counter() - started}
+
+
+class WeightsRequest(BaseModel):
+    """``POST /update_weights_from_disk`` body (SGLang's field name)."""
+
+    model_config = ConfigDict(extra="ignore")
+    model_path: str
 
 
 # -- response building ----------------------------------------------------------------------------
@@ -416,6 +473,26 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    weight_version = {"loaded": 0}
+
+    @app.post("/update_weights_from_disk", response_model=None)
+    async def update_weights_from_disk(body: WeightsRequest) -> dict[str, Any] | JSONResponse:
+        model = getattr(backend, "model", None)
+        if model is None:
+            return JSONResponse({"success": False, "message": "this backend has no local model"}, status_code=400)
+
+        def load() -> dict[str, Any]:
+            with batcher.backend_lock:
+                return load_weights_from_disk(model, body.model_path)
+
+        try:
+            info = await asyncio.to_thread(load)
+        except (OSError, ValueError) as exc:
+            return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
+        weight_version["loaded"] += 1
+        message = f"loaded {info['tensors']} tensors from {body.model_path} in {info['seconds']:.3f} s"
+        return {"success": True, "message": message, "num_loads": weight_version["loaded"], **info}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         card = {"id": served, "object": "model", "created": created, "owned_by": "plyground"}
@@ -517,6 +594,7 @@ def serve(
     port: int = 8000,
     model_name: str | None = None,
     log_level: str = "warning",
+    max_batch_size: int = 32,
     **backend_kwargs: Any,
 ) -> None:
     """Serve a backend (or an ``hf`` model name/path, loaded here) until interrupted.
@@ -531,11 +609,12 @@ def serve(
     if isinstance(backend_or_model, str):
         from plyground.inference.base import make_backend
 
+        backend_kwargs.setdefault("max_batch_size", max_batch_size)
         backend: TokenBackend = make_backend("hf", model=backend_or_model, **backend_kwargs)  # type: ignore[assignment]
         model_name = model_name or backend_or_model
     else:
         backend = backend_or_model
-    app = create_app(backend, model_name=model_name)
+    app = create_app(backend, model_name=model_name, max_batch_size=max_batch_size)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
@@ -690,6 +769,50 @@ def start_server(
         yield server.base_url
 
 
+class PlygroundServerBackend(ServerBackend):
+    """Replicas of this module's own server (``python -m plyground.inference.server``) as a backend.
+
+    The same routing, restart and weight-sync machinery as the vLLM and SGLang backends
+    (:class:`~plyground.inference.vllm.ServerBackend`), over the ``hf`` model served here: for
+    machines without vLLM, and for tests of the server path against a real model. Weights are
+    pushed with ``POST /update_weights_from_disk``. ``device``, ``dtype`` and ``max_batch_size`` go
+    to the server.
+    """
+
+    name = "plyground-server"
+    return_token_ids = True
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.max_batch_size = max_batch_size
+        super().__init__(model, **kwargs)
+
+    def server_command(self, port: int) -> list[str]:
+        cmd = [sys.executable, "-m", "plyground.inference.server", "--model", self.model,
+               "--model-name", self.model_name, "--host", self.host, "--port", str(port)]  # fmt: skip
+        if self.device:
+            cmd += ["--device", self.device]
+        if self.dtype:
+            cmd += ["--dtype", self.dtype]
+        if self.max_batch_size:
+            cmd += ["--max-batch-size", str(self.max_batch_size)]
+        return cmd
+
+    def _push_to_replica(self, replica: Any, sync: dict[str, Any]) -> None:
+        answer = self._post(replica, "/update_weights_from_disk", {"model_path": sync["path"]})
+        if isinstance(answer, dict) and answer.get("success") is False:
+            raise BackendError(f"replica {replica.index} refused the weights: {answer.get('message')}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m plyground.inference.server --model tiny --port 8000``."""
     parser = argparse.ArgumentParser(prog="python -m plyground.inference.server", description=__doc__)
@@ -700,6 +823,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="most sequences generated together")
     args = parser.parse_args(argv)
     kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
     logging.basicConfig(level=args.log_level.upper())
@@ -709,6 +833,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         model_name=args.model_name,
         log_level=args.log_level,
+        max_batch_size=args.max_batch_size,
         **kwargs,
     )
 

@@ -16,7 +16,6 @@ here only against a fake server in the tests (no GPU, no SGLang install on these
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -161,12 +160,6 @@ class SGLangBackend(ServerBackend):
             register=lambda out: [router.sticky.continuation_key(prompt, c) for c in out],
         )
 
-    async def agenerate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        return list(await asyncio.gather(*(self._one_ids(list(p), params) for p in prompts)))
-
-    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        result: list[list[Completion]] = self._run_sync(self.agenerate_ids(prompts, params))
-        return result
 
     # -- weights -----------------------------------------------------------------------------------
     def _push_to_replica(self, replica: Replica, sync: dict[str, Any]) -> None:

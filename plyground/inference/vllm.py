@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -114,6 +115,7 @@ class ServerBackend:
         max_concurrency: int = 64,
         env: dict[str, str] | None = None,
         sync_dir: str | None = None,
+        tokenizer: Any = None,
         start: bool = True,
     ) -> None:
         if num_replicas < 1:
@@ -132,6 +134,7 @@ class ServerBackend:
         self.max_attempts = max_attempts
         self.max_concurrency = max_concurrency
         self.env = env
+        self._tokenizer = tokenizer
         self._own_sync_dir = sync_dir is None
         self.sync_dir = Path(sync_dir or tempfile.mkdtemp(prefix=f"plyground-{self.name}-weights-"))
         self.policy_version = 0
@@ -142,6 +145,22 @@ class ServerBackend:
         self._lock = threading.Lock()
         if start:
             self.start()
+
+    @property
+    def tokenizer(self) -> Any:
+        """The served model's tokenizer (the ``tokenizer`` argument: an object or a name/folder,
+        default the model's), loaded on first use from local files. With it the backend is a
+        :class:`~plyground.inference.base.TokenBackend`: rollouts then track token ids exactly
+        (token-in, token-out) and trainers can learn from the samples."""
+        if self._tokenizer is None or isinstance(self._tokenizer, str):
+            from plyground.inference.models import load_tokenizer
+
+            try:
+                self._tokenizer = load_tokenizer(self._tokenizer or self.model)
+            except BackendError as exc:
+                # AttributeError: isinstance(backend, TokenBackend) is then False instead of raising.
+                raise AttributeError(f"{self.name} backend has no tokenizer: {exc}") from exc
+        return self._tokenizer
 
     # -- to be provided by subclasses --------------------------------------------------------------
     def server_command(self, port: int) -> list[str]:
@@ -264,6 +283,27 @@ class ServerBackend:
     async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         return list(await asyncio.gather(*(self._one_chat(c, params) for c in chats)))
 
+    async def _one_ids(self, prompt: list[int], params: SamplingParams) -> list[Completion]:
+        async def call(replica: Replica) -> list[Completion]:
+            replica.client.model = self.request_model
+            result: list[list[Completion]] = await replica.client.agenerate_ids([prompt], params)
+            return result[0]
+
+        router = self._require_router()
+        return await router.call(
+            call,
+            lookup=router.sticky.lookup_keys(prompt),
+            register=lambda out: [router.sticky.continuation_key(prompt, c) for c in out],
+        )
+
+    async def agenerate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        """Token-id prompts through ``/v1/completions`` (a list of ids as the prompt)."""
+        return list(await asyncio.gather(*(self._one_ids(list(p), params) for p in prompts)))
+
+    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        result: list[list[Completion]] = self._run_sync(self.agenerate_ids(prompts, params))
+        return result
+
     def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         return self._run_sync(self.agenerate(chats, params))
 
@@ -285,10 +325,14 @@ class ServerBackend:
         """Push new weights to every replica; returns the sync record. ``version`` defaults to the
         previous version + 1 and becomes :attr:`policy_version` once every replica has it."""
         version = self.policy_version + 1 if version is None else int(version)
+        started = time.perf_counter()
         sync = self._prepare_sync(model_or_path, version)
+        saved = time.perf_counter()
         for replica in self.replicas:
             self._push_to_replica(replica, sync)
         self._after_sync(sync)
+        sync["save_s"] = saved - started
+        sync["push_s"] = time.perf_counter() - saved
         self.sync_log.append(sync)
         self.policy_version = version
         return sync

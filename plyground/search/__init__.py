@@ -2,10 +2,18 @@
 evaluation; training data (preference pairs, SFT paths) from search trees."""
 
 from plyground.search.baselines import BeamConfig, BestOfNConfig, beam_search, best_of_n
-from plyground.search.best_first import BestFirstConfig, SolvedCache, best_first, priority
+from plyground.search.best_first import BestFirstConfig, SolvedCache, SolvedStates, best_first, priority
 from plyground.search.mcts import MCTSConfig, mcts
 from plyground.search.pairs import PairConfig, agentq_pairs, bfs_pairs, sft_examples, write_records
-from plyground.search.proposer import Proposal, Proposer, RandomProposer, SelfCritic, parse_choice
+from plyground.search.proposer import (
+    NoisyExpertProposer,
+    Proposal,
+    Proposer,
+    RandomProposer,
+    SelfCritic,
+    parse_choice,
+)
+from plyground.search.ray_cache import RaySolvedCache, SearchWorker, shared_solved_cache
 from plyground.search.tree import Node, SearchResult, SearchStats, step_child
 
 __all__ = [
@@ -14,14 +22,18 @@ __all__ = [
     "BestOfNConfig",
     "MCTSConfig",
     "Node",
+    "NoisyExpertProposer",
     "PairConfig",
     "Proposal",
     "Proposer",
     "RandomProposer",
+    "RaySolvedCache",
     "SearchResult",
     "SearchStats",
+    "SearchWorker",
     "SelfCritic",
     "SolvedCache",
+    "SolvedStates",
     "agentq_pairs",
     "beam_search",
     "best_first",
@@ -31,6 +43,7 @@ __all__ = [
     "parse_choice",
     "priority",
     "sft_examples",
+    "shared_solved_cache",
     "step_child",
     "write_records",
 ]

@@ -26,7 +26,7 @@ import heapq
 import itertools
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from plyground.envs.core import TextEnv
 from plyground.search.proposer import ActionProposer, Meter
@@ -77,10 +77,33 @@ def priority(node: Node, alpha: float) -> float:
     return node.cum_logprob / node.depth**alpha if node.depth > 0 else 0.0
 
 
+class SolvedStates(Protocol):
+    """What best-first needs from a solved-state cache: :class:`SolvedCache` in-process, or
+    :class:`plyground.search.ray_cache.RaySolvedCache` shared by searches on a Ray cluster."""
+
+    def get(self, key: str) -> tuple[str, ...] | None: ...
+
+    def put(self, key: str, actions: tuple[str, ...]) -> None: ...
+
+    def record(self, success: Node) -> None: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
+def solved_suffixes(success: Node) -> list[tuple[str, tuple[str, ...]]]:
+    """(state key, the actions left to success) for every state on the path to ``success``."""
+    path = success.path()
+    actions = [n.action or "" for n in path[1:]]
+    return [(node.key, tuple(actions[i:])) for i, node in enumerate(path[:-1])]
+
+
 class SolvedCache:
     """Solved states, shared across searches and threads: state key -> the actions that finish
-    the episode from that state. Thread-safe (one lock). On Ray it would be wrapped in an actor
-    (``ray.remote(SolvedCache)``) so provers on many machines share it; that is not done here."""
+    the episode from that state (the shortest known). Thread-safe (one lock). On Ray,
+    :class:`plyground.search.ray_cache.RaySolvedCache` holds one in an actor so that searches in
+    many worker processes share it (``shared_solved_cache()`` picks)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -100,16 +123,26 @@ class SolvedCache:
             if old is None or len(actions) < len(old):
                 self._solved[key] = actions
 
+    def put_many(self, items: list[tuple[str, tuple[str, ...]]]) -> None:
+        for key, actions in items:
+            self.put(key, tuple(actions))
+
     def record(self, success: Node) -> None:
         """Cache every state on the path to ``success`` with the actions left from it."""
-        path = success.path()
-        actions = [n.action or "" for n in path[1:]]
-        for i, node in enumerate(path[:-1]):
-            self.put(node.key, tuple(actions[i:]))
+        self.put_many(solved_suffixes(success))
 
-    def __contains__(self, key: object) -> bool:
+    def info(self) -> dict[str, int]:
+        """``size`` (states cached) and ``hits`` (lookups that found one)."""
+        with self._lock:
+            return {"size": len(self._solved), "hits": self.hits}
+
+    def contains(self, key: str) -> bool:
+        """``key in cache`` without counting a hit (a method, so a Ray actor can serve it)."""
         with self._lock:
             return key in self._solved
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.contains(key)
 
     def __len__(self) -> int:
         with self._lock:
@@ -122,7 +155,7 @@ class _BestFirst:
         env: TextEnv,
         proposer: ActionProposer,
         config: BestFirstConfig,
-        cache: SolvedCache | None,
+        cache: SolvedStates | None,
         env_id: str,
     ) -> None:
         self.env, self.proposer, self.config, self.cache = env, proposer, config, cache
@@ -259,7 +292,7 @@ def best_first(
     env: EnvOrFactory,
     proposer: ActionProposer,
     config: BestFirstConfig | None = None,
-    cache: SolvedCache | None = None,
+    cache: SolvedStates | None = None,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
     env_id: str = "",

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from plyground.search.baselines import BeamConfig, BestOfNConfig, beam_search, best_of_n
-from plyground.search.best_first import BestFirstConfig, SolvedCache, best_first
+from plyground.search.best_first import BestFirstConfig, SolvedStates, best_first
 from plyground.search.mcts import MCTSConfig, mcts
 from plyground.search.proposer import ActionProposer, SelfCritic
 from plyground.search.tree import EnvOrFactory, SearchResult
@@ -65,7 +65,7 @@ def run_search(
     options: dict[str, Any] | None = None,
     config: SearchConfig | None = None,
     critic: SelfCritic | None = None,
-    cache: SolvedCache | None = None,
+    cache: SolvedStates | None = None,
     env_id: str = "",
 ) -> SearchResult:
     """One search with ``algo`` (``mcts``, ``bfs``, ``beam``, ``best-of-n``); ``config`` replaces
@@ -100,6 +100,9 @@ class BudgetPoint(JsonRecord):
     mean_generations: float
     mean_nodes_expanded: float
     mean_wall_s: float
+    exhausted_rate: float = 0.0
+    """Share of the searches that stopped with no open node left (every branch failed) before
+    the budget ran out: where it is high, more budget cannot help that search."""
 
 
 def budget_curve(
@@ -110,18 +113,26 @@ def budget_curve(
     proposer_factory: Callable[[int], ActionProposer],
     configs: dict[str, SearchConfig] | None = None,
     env_id: str = "",
+    options: Callable[[int], dict[str, Any] | None] | None = None,
+    progress: Callable[[BudgetPoint], None] | None = None,
 ) -> list[BudgetPoint]:
     """Success rate for every (algorithm, budget) over ``seeds`` (the env seed and the
-    proposer's seed)."""
+    proposer's seed). ``options(seed)`` gives the reset options of a seed's episode (e.g. which
+    theorem or goal it is), so every algorithm and budget sees the same problems. ``env`` may be
+    one env (reused by every search: cheaper for envs with a server or a prover process) or a
+    factory. ``progress`` is called with each point as it is done."""
     seeds = list(seeds)
     points = []
     for algo in algos:
         for budget in budgets:
-            results = [
-                run_search(algo, env, proposer_factory(s), budget, s, config=(configs or {}).get(algo), env_id=env_id)
-                for s in seeds
-            ]
+            results = []
+            for s in seeds:
+                opts = options(s) if options else None
+                config = (configs or {}).get(algo)
+                results.append(run_search(algo, env, proposer_factory(s), budget, s, opts, config, env_id=env_id))
             points.append(summarize(algo, budget, results))
+            if progress is not None:
+                progress(points[-1])
     return points
 
 
@@ -139,19 +150,30 @@ def summarize(algo: str, budget: int, results: Sequence[SearchResult]) -> Budget
         mean_generations=mean(r.stats.generations for r in results),
         mean_nodes_expanded=mean(r.stats.nodes_expanded for r in results),
         mean_wall_s=mean(r.stats.wall_s for r in results),
+        exhausted_rate=mean(r.stats.stopped == "exhausted" for r in results),
     )
 
 
-def format_table(points: Sequence[BudgetPoint]) -> str:
-    """Success rate per algorithm (rows) and budget (columns), as a Markdown table."""
+ALGO_NAMES = {"mcts": "MCTS", "bfs": "best-first", "beam": "beam", "best-of-n": "best-of-N"}
+"""How the tables and plots in docs/results name the algorithms."""
+
+
+def format_table(
+    points: Sequence[BudgetPoint],
+    corner: str = "algo \\ budget",
+    names: dict[str, str] | None = None,
+    field: str = "success_rate",
+) -> str:
+    """Success rate (or another ``BudgetPoint`` field) per algorithm (rows) and budget
+    (columns), as a Markdown table; ``names`` renames the rows (e.g. ``ALGO_NAMES``)."""
     budgets = sorted({p.budget for p in points})
     algos = list(dict.fromkeys(p.algo for p in points))
     by = {(p.algo, p.budget): p for p in points}
-    lines = ["| algo \\ budget | " + " | ".join(str(b) for b in budgets) + " |"]
-    lines.append("|---|" + "---|" * len(budgets))
+    lines = [f"| {corner} | " + " | ".join(str(b) for b in budgets) + " |"]
+    lines.append("|---|" + "---:|" * len(budgets))
     for algo in algos:
-        cells = [f"{by[(algo, b)].success_rate:.2f}" if (algo, b) in by else "-" for b in budgets]
-        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+        cells = [f"{getattr(by[(algo, b)], field):.2f}" if (algo, b) in by else "-" for b in budgets]
+        lines.append(f"| {(names or {}).get(algo, algo)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -173,6 +195,33 @@ def plot_curve(points: Sequence[BudgetPoint], path: str, title: str = "success v
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_panels(panels: Mapping[str, Sequence[BudgetPoint]], path: str, title: str = "") -> None:
+    """Several budget curves side by side (one panel per proposer, say), saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, (name, points) in zip(axes[0], panels.items(), strict=True):
+        for algo in dict.fromkeys(p.algo for p in points):
+            mine = sorted((p for p in points if p.algo == algo), key=lambda p: p.budget)
+            label = ALGO_NAMES.get(algo, algo)
+            ax.plot([p.budget for p in mine], [p.success_rate for p in mine], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("search budget (proposer calls)")
+        ax.set_ylabel("success rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -7,6 +7,9 @@
 - :class:`RandomProposer` draws actions uniformly from ``info["admissible_actions"]`` (Maze-v0
   gives the four moves), from a fixed list, or integers in ``1..env.n`` (GuessNumber): a policy
   without a model, for tests, baselines and overhead benchmarks.
+- :class:`NoisyExpertProposer` mixes a scripted expert's action with random candidates (each
+  sample is the expert's with probability ``p_expert``): a model-free policy that is right some
+  of the time.
 - :class:`SelfCritic` is Agent Q's self-critique: the same backend is shown the node's chat and
   the proposed actions and asked for the best one; the pick is removed and it is asked again
   until one is left. The rank becomes ``Qhat = 1 - rank / (K - 1)`` (best 1, worst 0).
@@ -21,7 +24,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -204,6 +207,58 @@ class RandomProposer(Usage):
         self.calls += 1
         self.prompts += len(nodes)
         return [self.sample(node, k) for node in nodes]
+
+
+class NoisyExpertProposer(RandomProposer):
+    """A scripted expert with noise: each of the K samples is the expert's action with
+    probability ``p_expert``, else a uniform random candidate (``RandomProposer``'s candidates:
+    ``info["admissible_actions"]``, the ``actions`` list, or ``1..env.n``); duplicates merge.
+
+    ``expert(node)`` returns the expert's action at a node (it may read the whole path, e.g.
+    replay a stateful scripted policy over ``node.path()``). ``rewrite(node, action)`` maps a
+    candidate to the action actually sent (e.g. fill WebShop's ``search[<keywords>]`` template).
+    Each proposal's log-probability is the mixture's own: ``log(p_expert * [a == expert] +
+    (1 - p_expert) / #candidates)``, as a sampling LLM would report its own probability, so
+    best-first and beam rank the expert's action first when it was drawn. A cheap, model-free
+    stand-in for a policy that is right some of the time, for budget curves on CPU."""
+
+    def __init__(
+        self,
+        expert: Callable[[Node], str],
+        p_expert: float = 0.5,
+        seed: int = 0,
+        actions: Sequence[str] | None = None,
+        rewrite: Callable[[Node, str], str] | None = None,
+    ) -> None:
+        super().__init__(seed, actions, replace=True)
+        if not 0.0 <= p_expert <= 1.0:
+            raise ValueError(f"p_expert must be in [0, 1], got {p_expert}")
+        self.expert = expert
+        self.p_expert = p_expert
+        self.rewrite = rewrite
+
+    def sample(self, node: Node, k: int) -> list[Proposal]:
+        cands = self.candidates(node)
+        if isinstance(cands, tuple):
+            lo, hi = cands
+            size = hi - lo + 1
+        else:
+            size = len(cands)
+        best = self.expert(node)
+        samples = []
+        for _ in range(k):
+            if self.rng.random() < self.p_expert:
+                action = best
+            elif isinstance(cands, tuple):
+                action = str(self.rng.randint(cands[0], cands[1]))
+            else:
+                action = self.rng.choice(cands)
+            if self.rewrite is not None:
+                action = self.rewrite(node, action)
+            prob = (1.0 - self.p_expert) / size + (self.p_expert if action == best else 0.0)
+            samples.append((action, action, math.log(max(prob, 1e-12)), None))
+        self.generations += len(samples)
+        return dedupe(samples)
 
 
 # -- self-critique -------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ One optimizer step (``num_iterations`` steps reuse one rollout batch):
 
 1. **sample** ``tasks_per_step`` env seeds x ``group_size`` episodes through
    :func:`plyground.rollout.collect_sync`, with an ``HFBackend`` that shares the policy's model
-   object (so weight sync is free); trajectories keep token ids, loss mask and sampling logprobs;
+   object (so weight sync is free), or with ``rollout_backend=`` an inference server (vLLM, SGLang,
+   ``plyground-server``) whose ``update_weights`` gets the new weights after every update;
+   trajectories keep token ids, loss mask and sampling logprobs;
 2. **score** each trajectory (default: its total reward);
 3. **advantages** per group: ``(r - mean) / (std + eps)`` (or ``r - mean``, Dr. GRPO), optionally
    dropping groups whose rewards are all equal (DAPO); each sequence's advantage is broadcast to its
@@ -125,6 +127,7 @@ class GRPOTrainer(Trainer):
         model: Any = None,
         tokenizer: Any = None,
         reward_fn: Callable[[Trajectory], float] | None = None,
+        rollout_backend: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, model, tokenizer, **kwargs)
@@ -135,9 +138,16 @@ class GRPOTrainer(Trainer):
         self.env_max_turns = int(min(probe.max_turns, config.max_turns or probe.max_turns))
         probe.close()
         self.reward_fn = reward_fn
-        # The backend samples from the very model object being trained: no copy, no sync needed.
-        self.backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer)
-        self.on_update.append(SyncWeights(self.backend))
+        if rollout_backend is None:
+            # The backend samples from the very model object being trained: no copy, no sync needed.
+            self.backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer)
+            self.on_update.append(SyncWeights(self.backend))
+        else:
+            # An inference server (vLLM, SGLang, plyground-server): the full weights are pushed to
+            # it after every update, so the next rollout batch samples from the updated policy.
+            self.backend = rollout_backend
+            push = lambda model, version: rollout_backend.update_weights(model, version)  # noqa: E731
+            self.on_update.append(SyncWeights(push=push))
         self.ref_model: Any = None
         if config.beta > 0 and not config.lora:
             self.ref_model = copy.deepcopy(self.base_model).eval().requires_grad_(False)

@@ -210,3 +210,19 @@ def test_native_restore_leaves_the_same_state_as_replay(seed: int, actions: list
     assert (a.target, a.turn, a.done, a.snapshot().actions) == (b.target, b.turn, b.done, tuple(b.snapshot().actions))
     assert a.np_random.bit_generator.state == b.np_random.bit_generator.state
     assert a.reset()[0] == b.reset()[0] and a.target == b.target  # unseeded resets continue alike
+
+
+def test_state_key_is_the_interval_left() -> None:
+    env = GuessNumberEnv()
+    env.reset(seed=0, options={"target": 40})
+    assert env.state_key() == "1..100 after 0"
+    env.step("60")
+    env.step("20")
+    assert env.state_key() == "21..59 after 2"
+    # Another path to the same interval and turn is the same search state; the observation
+    # alone ("greater than 20") would have merged it with 21..100.
+    other = GuessNumberEnv()
+    other.reset(seed=0, options={"target": 40})
+    other.step("20")
+    obs, *_ = other.step("60")
+    assert other.state_key() == env.state_key() and "less than 60" in obs

@@ -324,3 +324,86 @@ def test_tiny_completions_with_token_ids(tiny) -> None:
     assert [c["text"] for c in choices] == [d.text for d in direct]
     assert [c["token_ids"] for c in choices] == [d.token_ids for d in direct]
     assert all(len(c["logprobs"]["token_logprobs"]) == len(c["token_ids"]) for c in choices)
+
+
+# -- weight sync ----------------------------------------------------------------------------------
+
+
+def _perturbed_copy(backend: Any) -> dict[str, Any]:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    return {k: v.detach().cpu() + 0.05 * torch.randn(v.shape, generator=gen) for k, v in backend.model.state_dict().items()}
+
+
+def test_update_weights_from_disk_swaps_the_served_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from safetensors.torch import save_file
+
+    from plyground.inference.hf import HFBackend
+    from plyground.inference.models import tiny_model
+
+    model, tok = tiny_model()
+    served = HFBackend(model=model, tokenizer=tok)
+    new = _perturbed_copy(served)
+    # A checkpoint with a tied lm_head left out, as save_pretrained writes it.
+    ckpt = tmp_path / "v1"
+    ckpt.mkdir()
+    own = served.model.state_dict()
+    tied = {k for k in own if k != "model.embed_tokens.weight" and own[k].data_ptr() == own["model.embed_tokens.weight"].data_ptr()}
+    save_file({k: v.contiguous() for k, v in new.items() if k not in tied}, str(ckpt / "model.safetensors"))
+    ids = tok.encode("The sky is", add_special_tokens=False)
+    body = {"prompt": ids, "max_tokens": 4, "temperature": 0, "logprobs": 1}
+    with TestClient(create_app(served, model_name="tiny")) as c:
+        before = c.post("/v1/completions", json=body).json()["choices"][0]["logprobs"]["token_logprobs"]
+        r = c.post("/update_weights_from_disk", json={"model_path": str(ckpt)})
+        assert r.status_code == 200 and r.json()["success"] is True, r.text
+        after = c.post("/v1/completions", json=body).json()["choices"][0]["logprobs"]["token_logprobs"]
+        # A bad checkpoint is refused and leaves the served weights untouched.
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        save_file({"not.a.weight": new["model.norm.weight"]}, str(bad / "model.safetensors"))
+        refused = c.post("/update_weights_from_disk", json={"model_path": str(bad)})
+        missing = c.post("/update_weights_from_disk", json={"model_path": str(tmp_path / "nowhere")})
+        again = c.post("/v1/completions", json=body).json()["choices"][0]["logprobs"]["token_logprobs"]
+    for name, tensor in new.items():
+        if name in tied:
+            continue  # shares the embedding's storage, which the checkpoint set
+        assert torch_allclose(served.model.state_dict()[name], tensor), name
+    assert after != pytest.approx(before, abs=1e-4)
+    assert refused.status_code == 400 and refused.json()["success"] is False and "does not have" in refused.json()["message"]
+    assert missing.status_code == 400 and "safetensors" in missing.json()["message"]
+    assert again == pytest.approx(after, abs=1e-6)
+
+
+def torch_allclose(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.allclose(a.detach().cpu().float(), b.float(), atol=1e-6))
+
+
+def test_plyground_server_backend_pushes_trainer_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The server as a subprocess behind the router: chat with token ids, then a weight push from a
+    model object (saved with save_pretrained) changes what it samples to what that model samples."""
+    from plyground.inference.hf import HFBackend
+    from plyground.inference.models import tiny_model
+    from plyground.inference.server import PlygroundServerBackend
+
+    model, tok = tiny_model()
+    local = HFBackend(model=model, tokenizer=tok)
+    chat = [Message("user", "Name a colour.")]
+    params = SamplingParams(max_tokens=6, temperature=0, logprobs=True)
+    with PlygroundServerBackend("tiny", startup_timeout_s=120, request_timeout_s=60) as remote:
+        [[first]] = remote.generate([chat], params)
+        [[expected]] = local.generate([chat], params)
+        assert first.token_ids == expected.token_ids and first.prompt_token_ids == expected.prompt_token_ids
+        import torch
+
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        sync = remote.update_weights(model, version=1)
+        [[second]] = remote.generate([chat], params)
+        [[expected2]] = local.generate([chat], params)
+    assert sync["version"] == 1 and remote.policy_version == 1
+    assert second.logprobs == pytest.approx(expected2.logprobs, abs=1e-4)
+    assert second.logprobs != pytest.approx(first.logprobs, abs=1e-4)

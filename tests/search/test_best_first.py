@@ -158,3 +158,16 @@ def test_beam_search_and_best_of_n() -> None:
     bon = best_of_n(ChainEnv(), FixedProposer(LOGPROBS), BestOfNConfig(n=3, parallel=3), seed=0)
     assert not bon.success and bon.tree["episodes"] == 3 and bon.stats.llm_calls == 3
     assert bon.stats.proposer_calls == 9  # 3 episodes x 3 steps, one batched call per step
+
+
+def test_solved_cache_put_many_info_and_suffixes() -> None:
+    from plyground.search.best_first import solved_suffixes
+
+    result = best_first(ChainEnv(), FixedProposer(LOGPROBS), BestFirstConfig(width=3), seed=0)
+    assert result.success and result.root is not None
+    goal = next(n for n in result.root.walk() if n.success)
+    assert solved_suffixes(goal) == [("", ("a", "b", "c")), ("a", ("b", "c")), ("ab", ("c",))]
+    cache = SolvedCache()
+    cache.put_many([("x", ("a", "b")), ("x", ("c",)), ("x", ("a", "b", "c"))])  # the shortest stays
+    assert cache.get("x") == ("c",) and cache.get("y") is None
+    assert cache.info() == {"size": 1, "hits": 1}

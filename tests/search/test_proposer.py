@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -130,3 +131,60 @@ def test_mcts_with_self_critique_mixes_values() -> None:
             assert node.critic is not None and 0.0 <= node.critic <= 1.0
             assert 0.0 <= node.q(0.5) <= 1.0
     assert root.children["b"].critic == 1.0
+
+
+# -- the noisy expert --------------------------------------------------------------------------
+def test_noisy_expert_mixes_the_expert_with_random_candidates() -> None:
+    from plyground.search import NoisyExpertProposer
+
+    env = ChainEnv()
+    root = root_node(env, 0)
+    asked: list[Node] = []
+
+    def expert(node: Node) -> str:
+        asked.append(node)
+        return "b"
+
+    always = NoisyExpertProposer(expert, 1.0, seed=0)
+    always.prepare(env)
+    (props,) = always.propose([root], 4)
+    assert [(p.action, p.count, p.logprob) for p in props] == [("b", 4, 0.0)] and asked == [root]
+    # p = 0.5 over 4 candidates: "b" is drawn with probability 0.5 + 0.5 / 4, the others 0.125 each,
+    # and each proposal carries that probability as its log-probability.
+    half = NoisyExpertProposer(expert, 0.5, seed=1)
+    half.prepare(env)
+    counts: dict[str, int] = {}
+    for _ in range(400):
+        for p in half.propose([root], 4)[0]:
+            counts[p.action] = counts.get(p.action, 0) + p.count
+            assert p.logprob == pytest.approx(math.log(0.625 if p.action == "b" else 0.125))
+    assert set(counts) == {"a", "b", "c", "wait"}
+    assert counts["b"] / 1600 == pytest.approx(0.625, abs=0.04)
+    assert half.calls == 400 and half.generations == 1600
+    # rewrite maps what was drawn to what is sent.
+    loud = NoisyExpertProposer(expert, 1.0, seed=0, rewrite=lambda node, a: a.upper())
+    loud.prepare(env)
+    assert [p.action for p in loud.propose([root], 2)[0]] == ["B"]
+    with pytest.raises(ValueError, match="p_expert"):
+        NoisyExpertProposer(expert, 1.5)
+
+
+def test_budget_curve_uses_the_options_of_each_seed() -> None:
+    from plyground.envs.guess_number import BisectionPolicy
+    from plyground.search import NoisyExpertProposer
+    from plyground.search.evaluate import budget_curve
+
+    def bisect(node: Node) -> str:
+        policy, action = BisectionPolicy(100), ""
+        for n in node.path():
+            action = policy.act(n.observation)
+        return action
+
+    seen = []
+    points = budget_curve(
+        lambda: make("GuessNumber-v0"), ["bfs", "best-of-n"], [8], range(3),
+        lambda s: NoisyExpertProposer(bisect, 1.0, s), options=lambda s: {"target": 7}, progress=seen.append,
+    )  # fmt: skip
+    # The target is 7 whatever the seed: binary search guesses 50, 25, 12, 6, 9, 7.
+    assert [(p.algo, p.success_rate, p.mean_proposer_calls) for p in points] == [("bfs", 1.0, 6.0), ("best-of-n", 1.0, 6.0)]
+    assert seen == points
