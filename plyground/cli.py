@@ -79,6 +79,10 @@ def cmd_envs(args: argparse.Namespace, out: Console) -> int:
 def make_cli_backend(args: argparse.Namespace) -> Any:
     from plyground.inference import make_backend
 
+    if args.backend == "scripted":  # --model is a "module:function" chat policy
+        from plyground.scale.ray_workers import backend_from_spec
+
+        return backend_from_spec(cli_backend_spec(args))
     if args.backend == "hf":
         return make_backend("hf", model=args.model, device=args.device)
     if args.backend == "openai":
@@ -87,6 +91,34 @@ def make_cli_backend(args: argparse.Namespace) -> Any:
             kwargs["api_key"] = args.api_key
         return make_backend("openai", **kwargs)
     return make_backend(args.backend, model=args.model)
+
+
+def cli_backend_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend of ``--backend``/``--model``/... as a plain dict that Ray workers rebuild it from."""
+    if args.backend == "scripted":
+        return {"name": "scripted", "policy": args.model, "tokenizer": "default"}
+    if args.backend == "hf":
+        return {"name": "hf", "model": args.model, "device": args.device}
+    if args.backend == "openai":
+        spec: dict[str, Any] = {"name": "openai", "model": args.model, "base_url": args.base_url, "timeout_s": args.timeout}
+        if args.api_key:
+            spec["api_key"] = args.api_key
+        return spec
+    return {"name": args.backend, "model": args.model}
+
+
+def _connect_ray(address: str, err: Console) -> None:
+    """``--ray local`` starts a Ray on this machine; anything else is an address to join."""
+    import os
+
+    from plyground.scale import init_ray
+
+    root = str(Path(__file__).resolve().parents[1])
+    env_vars = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    if (Path(root) / "plyground").is_dir():  # a source checkout: workers import this plyground
+        env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    with err.status(f"connecting to Ray ({address})", spinner="dots"):
+        init_ray(None if address == "local" else address, runtime_env={"env_vars": env_vars})
 
 
 def cmd_eval(args: argparse.Namespace, out: Console) -> int:
@@ -112,16 +144,31 @@ def cmd_eval(args: argparse.Namespace, out: Console) -> int:
         for env_id in args.env
     ]  # built first so that an unknown env fails before the model loads
     err = Console(stderr=True)
-    with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
-        backend = make_cli_backend(args)
     summaries: list[EvalSummary] = []
-    try:
+    if args.ray:
+        from plyground.scale import RolloutPool
+
+        _connect_ray(args.ray, err)
+        spec = cli_backend_spec(args)
         for config in configs:
-            summaries.append(
-                evaluate(config, backend, model_name=args.model, console=err, progress=not args.no_progress)
-            )
-    finally:
-        backend.close()
+            with err.status(f"starting {args.ray_workers} Ray rollout workers ({spec['name']})", spinner="dots"):
+                pool = RolloutPool(config.env_id, spec, num_workers=args.ray_workers, env_kwargs=config.env_kwargs)
+            try:
+                summaries.append(
+                    evaluate(config, pool, model_name=args.model, console=err, progress=not args.no_progress)
+                )
+            finally:
+                pool.close()
+    else:
+        with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
+            backend = make_cli_backend(args)
+        try:
+            for config in configs:
+                summaries.append(
+                    evaluate(config, backend, model_name=args.model, console=err, progress=not args.no_progress)
+                )
+        finally:
+            backend.close()
     if args.json:
         out.print_json(data=[s.to_dict() for s in summaries])
     else:
@@ -343,14 +390,24 @@ def cmd_train(args: argparse.Namespace, out: Console) -> int:
     values.setdefault("live_table", sys.stderr.isatty())
     config = config_cls(**values)
     err = Console(stderr=True)
-    with err.status(f"loading {config.model} and preparing {args.algo}", spinner="dots"):
-        trainer = trainer_cls(config)
-    if args.resume:
-        if trainer.resume():
-            err.print(f"[dim]resumed from step {trainer.step}[/dim]")
-        else:
-            err.print("[dim]no checkpoint to resume from; starting at step 0[/dim]")
-    history = trainer.train()
+    pool = None
+    if args.ray:
+        from plyground.scale import RayGRPOTrainer, RolloutPool
+
+        if args.algo != "grpo":
+            raise ValueError(f"--ray runs grpo's rollouts on Ray workers; {args.algo} has no Ray path yet")
+        _connect_ray(args.ray, err)
+        with err.status(f"starting {args.ray_workers} Ray rollout workers ({config.model})", spinner="dots"):
+            spec = {"name": "hf", "model": config.model}
+            env_id, env_kwargs = getattr(config, "env_id"), getattr(config, "env_kwargs")  # noqa: B009 - grpo's fields
+            pool = RolloutPool(env_id, spec, num_workers=args.ray_workers, env_kwargs=env_kwargs)
+    try:
+        with err.status(f"loading {config.model} and preparing {args.algo}", spinner="dots"):
+            trainer = trainer_cls(config) if pool is None else RayGRPOTrainer(config, pool=pool)
+        history = _run_training(trainer, args, err)
+    finally:
+        if pool is not None:
+            pool.close()
     last = history[-1] if history else {"step": trainer.step}
     if args.json:
         out.print_json(data=last)
@@ -366,6 +423,16 @@ def cmd_train(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK
 
 
+def _run_training(trainer: Any, args: argparse.Namespace, err: Console) -> list[dict[str, Any]]:
+    if args.resume:
+        if trainer.resume():
+            err.print(f"[dim]resumed from step {trainer.step}[/dim]")
+        else:
+            err.print("[dim]no checkpoint to resume from; starting at step 0[/dim]")
+    history: list[dict[str, Any]] = trainer.train()
+    return history
+
+
 # -- wiring --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -379,7 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model on one or more environments")
     p.add_argument("env", nargs="+", help="environment id(s), e.g. GuessNumber-v0")
-    p.add_argument("--backend", default="hf", help="inference backend: hf (local) or openai (a server)")
+    p.add_argument(
+        "--backend", default="hf",
+        help="inference backend: hf (local), openai (a server), vllm, sglang, plyground-server, or scripted "
+        "(--model module:function, a chat policy)",
+    )  # fmt: skip
     p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
     p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
@@ -398,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print summaries as JSON")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.add_argument("--report", action="store_true", help="also write OUT/report.html (plots, summary)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS", help="play on Ray rollout workers: 'local' or a cluster address")
+    p.add_argument("--ray-workers", type=int, default=2, help="with --ray: rollout workers (each loads the backend)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="HTML report (plots, summary table) of `eval --out` folders")
@@ -457,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (sets out_dir): metrics.jsonl, checkpoints/")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
     p.add_argument("--json", action="store_true", help="print the last metrics as JSON")
+    p.add_argument("--ray", default=None, metavar="ADDRESS", help="grpo: rollouts on Ray workers: 'local' or a cluster address")
+    p.add_argument("--ray-workers", type=int, default=2, help="with --ray: rollout workers (each holds a copy of the policy)")
     p.set_defaults(func=cmd_train)
     return parser
 

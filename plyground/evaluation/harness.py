@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast, runtime_checkable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from plyground.envs import make, spec
 from plyground.evaluation.metrics import EvalSummary, summarize
 from plyground.inference.base import Backend
-from plyground.rollout.collector import RolloutConfig, collect_sync, episode_specs
+from plyground.rollout.collector import EpisodeSpec, RolloutConfig, collect_sync, episode_specs
 from plyground.types import SamplingParams, Trajectory, read_trajectories
 
 
@@ -72,14 +73,33 @@ class ResumeMismatchError(ValueError):
     """The output folder holds a run with different settings."""
 
 
+@runtime_checkable
+class EpisodeRunner(Protocol):
+    """Something that plays episode specs elsewhere and streams back trajectories, in place of a
+    backend: :class:`plyground.scale.RolloutPool` (Ray workers, each with its own backend)."""
+
+    name: str
+
+    def collect(
+        self,
+        specs: Sequence[EpisodeSpec],
+        config: RolloutConfig | None = None,
+        on_trajectory: Callable[[Trajectory], None] | None = None,
+    ) -> list[Trajectory]: ...
+
+
 def evaluate(
     config: EvalConfig,
-    backend: Backend,
+    backend: Backend | EpisodeRunner,
     model_name: str = "",
     console: Console | None = None,
     progress: bool = True,
 ) -> EvalSummary:
-    """Run (or resume) an evaluation; returns its summary and writes files if ``out_dir`` is set."""
+    """Run (or resume) an evaluation; returns its summary and writes files if ``out_dir`` is set.
+
+    ``backend`` is a backend (episodes are played here, by the rollout collector) or an
+    :class:`EpisodeRunner` such as a Ray :class:`~plyground.scale.RolloutPool` (played by its
+    workers); files, resume and the summary are the same either way."""
     console = console or Console(stderr=True)
     out = Path(config.out_dir) if config.out_dir else None
     done: list[Trajectory] = []
@@ -128,10 +148,12 @@ def evaluate(
                     fh.flush()
                 bar.update(task_id, advance=1, rate=_rate(done + new))
 
-            if todo:
+            if todo and isinstance(backend, EpisodeRunner):
+                backend.collect(todo, rollout, on_trajectory=on_trajectory)
+            elif todo:
                 collect_sync(
                     lambda: make(config.env_id, **config.env_kwargs),
-                    backend,
+                    cast(Backend, backend),
                     todo,
                     rollout,
                     env_id=config.env_id,

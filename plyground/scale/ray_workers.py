@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from plyground.rollout.collector import EpisodeSpec, RolloutConfig, collect
@@ -191,23 +191,43 @@ class RolloutPool:
         if not self.ray.is_initialized():
             raise RuntimeError("call plyground.scale.init_ray(...) before making a RolloutPool")
         self.env_id = env_id
+        self.name = f"ray[{backend_spec.get('name', '?')}]"
         actor = RolloutWorker(num_cpus=worker_cpus, **(worker_options or {}))
         self.workers = [actor.remote(env_id, backend_spec, env_kwargs) for _ in range(num_workers)]
         self.version = 0
 
-    def collect(self, specs: Sequence[EpisodeSpec], config: RolloutConfig | None = None) -> list[Trajectory]:
-        """Play ``specs`` spread over the workers (the samples of one episode stay on one worker);
-        returns them in the order of ``specs``."""
+    def collect(
+        self,
+        specs: Sequence[EpisodeSpec],
+        config: RolloutConfig | None = None,
+        on_trajectory: Callable[[Trajectory], None] | None = None,
+        chunk_size: int | None = None,
+    ) -> list[Trajectory]:
+        """Play ``specs`` spread over the workers (the samples of one episode stay on one worker,
+        so its prefix cache serves them); returns them in the order of ``specs``.
+
+        Each worker's share goes out in chunks of ``chunk_size`` specs (default: the rollout's
+        concurrency), and ``on_trajectory`` gets each chunk's trajectories as soon as it is back,
+        so a caller can save progress while the rest is still playing."""
         specs = list(specs)
+        size = max(1, chunk_size or (config.concurrency if config is not None else 8))
         shards: list[list[int]] = [[] for _ in self.workers]
         for i, spec in enumerate(specs):
             shards[spec.episode % len(self.workers)].append(i)
         refs = [
-            worker.collect.remote([specs[i] for i in shard], config)
+            worker.collect.remote([specs[i] for i in shard[start : start + size]], config)
             for worker, shard in zip(self.workers, shards, strict=True)
-            if shard
+            for start in range(0, len(shard), size)
         ]
-        results = self.ray.get(refs)
+        results: list[list[Trajectory]] = []
+        pending = list(refs)
+        while pending:
+            ready, pending = self.ray.wait(pending, num_returns=1)
+            for trajs in self.ray.get(ready):
+                results.append(trajs)
+                if on_trajectory is not None:
+                    for traj in trajs:
+                        on_trajectory(traj)
         by_key: dict[tuple[int, int, int], list[Trajectory]] = {}
         for trajs in results:
             for traj in trajs:

@@ -91,3 +91,51 @@ def test_short_grpo_run_with_ray_rollouts(ray_session, tmp_path: Path) -> None: 
         assert all(t.tokens is not None for t in trainer.last_trajectories)
     finally:
         pool.close()
+
+
+def test_cli_eval_on_ray_workers_writes_the_usual_files(ray_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`plyground eval --ray ADDRESS`: the same folder (trajectories, summary, resume) as in-process."""
+    import json
+
+    from plyground.cli import main
+
+    policy = "plyground.envs.guess_number:bisection_chat_policy"
+    out = tmp_path / "ray"
+    argv = ["eval", "GuessNumber-v0", "--backend", "scripted", "--model", policy, "--episodes", "6",
+            "--concurrency", "2", "--no-progress", "--json", "--ray", "local", "--ray-workers", "2"]  # fmt: skip
+    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv[:-4], "--out", str(tmp_path / "local")]) == 0  # same run in-process
+    ray_lines = (out / "trajectories.jsonl").read_text().splitlines()
+    local_lines = (tmp_path / "local" / "trajectories.jsonl").read_text().splitlines()
+    assert len(ray_lines) == len(local_lines) == 6
+    actions = lambda lines: sorted(  # noqa: E731
+        (t["metadata"]["episode"], [turn["action"] for turn in t["turns"]]) for t in map(json.loads, lines)
+    )
+    assert actions(ray_lines) == actions(local_lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 6 and summary["success_rate"] == 1.0 and summary["backend"] == "ray[scripted]"
+    # Resuming a finished folder plays nothing more.
+    assert main([*argv, "--out", str(out)]) == 0
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 6
+
+
+def test_cli_train_ray_refuses_algorithms_without_a_ray_path(tmp_path: Path) -> None:
+    from plyground.cli import main
+
+    assert main(["train", "sft", "--model", "tiny", "--out", str(tmp_path), "--ray", "local"]) == 2
+
+
+@pytest.mark.slow  # worker processes import torch and load the model
+def test_cli_train_grpo_with_ray_rollouts(ray_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from plyground.cli import main
+
+    argv = ["train", "grpo", "--env", "GuessNumber-v0", "--model", "tiny", "--out", str(tmp_path), "--json",
+            "--set", "env_kwargs={n: 8}", "--set", "tasks_per_step=2", "--set", "group_size=2", "--set", "max_tokens=8",
+            "--set", "max_turns=2", "--set", "total_steps=2", "--set", "micro_batch_size=4", "--set", "beta=0.0",
+            "--ray", "local", "--ray-workers", "1"]  # fmt: skip
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[0]["losses/ratio_mean"] == pytest.approx(1.0, abs=1e-3)  # workers had the trainer's weights
