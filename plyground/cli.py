@@ -145,7 +145,7 @@ def cmd_eval(args: argparse.Namespace, out: Console) -> int:
     ]  # built first so that an unknown env fails before the model loads
     err = Console(stderr=True)
     summaries: list[EvalSummary] = []
-    if args.ray:
+    if getattr(args, "ray", None):
         from plyground.scale import RolloutPool
 
         _connect_ray(args.ray, err)
@@ -391,7 +391,7 @@ def cmd_train(args: argparse.Namespace, out: Console) -> int:
     config = config_cls(**values)
     err = Console(stderr=True)
     pool = None
-    if args.ray:
+    if getattr(args, "ray", None):
         from plyground.scale import RayGRPOTrainer, RolloutPool
 
         if args.algo != "grpo":

@@ -164,13 +164,15 @@ class GRPOTrainer(Trainer):
         from plyground.rollout.collector import EpisodeSpec, RolloutConfig, collect_sync
 
         c = self.config
-        first = c.seed * 1_000_003 + rollout_index * c.tasks_per_step
+        # Data parallel: each process plays its own slice of episodes (rank 0 of 1: the usual ones).
+        shard = rollout_index * self.world_size + self.rank
+        first = c.seed * 1_000_003 + shard * c.tasks_per_step
         specs = [
             EpisodeSpec(seed=first + i, episode=i, sample=j) for i in range(c.tasks_per_step) for j in range(c.group_size)
         ]
         sampling = SamplingParams(
             max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p,
-            seed=(c.seed * 7919 + rollout_index) % 2**31,
+            seed=(c.seed * 7919 + shard) % 2**31,
         )
         # Concurrent episodes are batched in arrival order, which depends on thread timing; one at a
         # time makes every generate call, and so every seeded draw, the same on a rerun.
@@ -257,7 +259,9 @@ class GRPOTrainer(Trainer):
     # -- the loop's two methods ----------------------------------------------------------------------------
     def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
         if self.buffer is None or self.buffer_uses >= self.config.num_iterations:
-            self.buffer = self.build_batch(self.sample(self.rollout_index))
+            with self.full_weights():
+                trajectories = self.sample(self.rollout_index)
+            self.buffer = self.build_batch(trajectories)
             self.buffer_uses = 0
             self.rollout_index += 1
         self.buffer_uses += 1

@@ -141,7 +141,9 @@ class SFTTrainer(Trainer):
 
     # ALGO LOGIC ------------------------------------------------------------------------------------
     def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
-        picked = [self.records[i] for i in self.sampler.take(self.config.batch_size)]
+        # Data parallel: every process draws the same indices and keeps its own slice of them.
+        taken = self.sampler.take(self.config.batch_size * self.world_size)
+        picked = [self.records[i] for i in taken[self.rank :: self.world_size]]
         return split_micro(collate(picked, self.pad_token_id), self.config.micro_batch_size)
 
     def compute_loss(self, micro: dict[str, torch.Tensor], totals: StepTotals) -> tuple[torch.Tensor, dict[str, float]]:

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from plyground.trainers.core.distributed import DataParallel, launched_world_size
+
 CHECKPOINT_FILE = "trainer.pt"
 
 
@@ -69,6 +71,9 @@ class TrainConfig:
         "auto", "auto: bf16 autocast on CUDA when supported, off on CPU; bf16: require it; no: fp32"
     )
     deterministic: bool = hfield(False, "torch.use_deterministic_algorithms (bit-exact reruns on GPU)")
+    distributed: Literal["auto", "no"] = hfield(
+        "auto", "auto: data parallel when started by accelerate launch / torchrun (WORLD_SIZE > 1); no: ignore"
+    )
     # LoRA (peft)
     lora: bool = hfield(False, "train LoRA adapters (needs peft: pip install 'plyground[scale]')")
     lora_r: int = hfield(8, "LoRA rank")
@@ -93,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be in [0, total_steps={self.total_steps}], got {self.warmup_steps}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule must be constant or linear, got {self.lr_schedule!r}")
+        if self.distributed not in ("auto", "no"):
+            raise ValueError(f"distributed must be auto or no, got {self.distributed!r}")
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise ValueError(f"mixed_precision must be auto, bf16 or no, got {self.mixed_precision!r}")
         if self.max_grad_norm < 0:
@@ -229,12 +236,15 @@ class MetricsLogger:
     a rich live table, TensorBoard and W&B when asked (each only if installed)."""
 
     def __init__(self, out_dir: Path, live: bool = False, report_to: list[str] | None = None,
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None, write: bool = True) -> None:
         self.path = out_dir / "metrics.jsonl"
         self.history: list[dict[str, Any]] = []
+        self.write = write  # False: keep the history in memory only (a data-parallel worker)
         self._live: Any = None
         self._tb: Any = None
         self._wandb: Any = None
+        if not write:
+            live, report_to = False, []
         for target in report_to or []:
             if target == "tensorboard":
                 try:
@@ -269,6 +279,8 @@ class MetricsLogger:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, **{k: _scalar(v) for k, v in metrics.items()}}
         self.history.append(record)
+        if not self.write:
+            return
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         if self._tb is not None:
@@ -368,13 +380,21 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         seed_everything(config.seed)
+        self.parallel: DataParallel | None = None
+        if config.distributed == "auto" and launched_world_size() > 1:
+            self.parallel = DataParallel()
+        self.rank = self.parallel.rank if self.parallel is not None else 0
+        self.world_size = self.parallel.world_size if self.parallel is not None else 1
         if model is None:
             from plyground.inference.models import load_model
 
             model, tokenizer = load_model(config.model)
         if tokenizer is None:
             raise ValueError("a model passed to a trainer needs its tokenizer too")
-        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.parallel is not None:
+            self.device = torch.device(self.parallel.device)
+        else:
+            self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.base_model = model.to(self.device)
         self.model = apply_lora(model, config) if config.lora else model
         self.tokenizer = tokenizer
@@ -389,6 +409,9 @@ class Trainer:
             params, lr=config.lr, betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        if self.parallel is not None:
+            self.parallel.broadcast_parameters(params)
+            self.model, self.optimizer = self.parallel.prepare(self.model, self.optimizer)
         self.use_bf16 = self._resolve_precision()
         self.step = 0
         self.step_metrics: dict[str, float] = {}
@@ -400,6 +423,12 @@ class Trainer:
         if self.config.mixed_precision == "bf16" and not cuda_bf16:
             raise ValueError("mixed_precision=bf16 needs a CUDA device with bf16 support; use auto or no")
         return self.config.mixed_precision != "no" and cuda_bf16
+
+    def full_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """Around sampling from the policy: whole weights on this process (FSDP shards them)."""
+        if self.parallel is not None:
+            return self.parallel.full_weights(self.model)
+        return contextlib.nullcontext()
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.use_bf16:
@@ -446,10 +475,12 @@ class Trainer:
             share = micro["loss_mask"].shape[0] / max(totals.sequences, 1.0)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + share * float(value)
-        if self.config.max_grad_norm > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
+        if self.parallel is not None:
+            self.parallel.average_gradients(self.params)
+            grad_norm = self.parallel.clip_grad_norm(self.model, self.params, max_norm)
         else:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, float("inf"))
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -474,10 +505,14 @@ class Trainer:
     def train(self, max_steps: int | None = None) -> list[dict[str, Any]]:
         """Run to ``config.total_steps`` (or ``max_steps`` more steps, then checkpoint and stop:
         how tests simulate a kill). Returns the metrics logged in this call."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, default=str) + "\n")
-        self.logger = MetricsLogger(self.out_dir, self.config.live_table, self.config.report_to, self.config.to_dict())
-        self.logger.truncate_after(self.step)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, default=str) + "\n")
+        self.logger = MetricsLogger(
+            self.out_dir, self.config.live_table, self.config.report_to, self.config.to_dict(), write=self.is_main
+        )
+        if self.is_main:
+            self.logger.truncate_after(self.step)
         stop = self.config.total_steps if max_steps is None else min(self.config.total_steps, self.step + max_steps)
         try:
             while self.step < stop:
@@ -495,32 +530,56 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.out_dir / "checkpoints"
 
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes metrics and checkpoints (always, unless data parallel)."""
+        return self.parallel is None or self.parallel.is_main
+
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_XXXXXX/trainer.pt`` atomically (temp folder, then rename) and
-        point ``checkpoints/latest`` at it; older ones beyond ``keep_checkpoints`` are removed."""
+        point ``checkpoints/latest`` at it; older ones beyond ``keep_checkpoints`` are removed.
+        Data parallel: every process calls this; the main one writes ``trainer.pt`` and each one
+        its own ``rank_<r>.pt`` (RNG states; optimizer shard under FSDP)."""
         final = self.checkpoint_dir / f"step_{self.step:06d}"
-        tmp = self.checkpoint_dir / f".tmp_step_{self.step:06d}_{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        state = {
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "extra_modules": self.extra_modules.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
-            "trainer": self.trainer_state(),
-            "config": self.config.to_dict(),
-        }
-        torch.save(state, tmp / CHECKPOINT_FILE)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        latest_tmp = self.checkpoint_dir / "latest.tmp"
-        latest_tmp.write_text(final.name + "\n")
-        os.replace(latest_tmp, self.checkpoint_dir / "latest")
-        kept = sorted(p for p in self.checkpoint_dir.glob("step_*") if p.is_dir())
-        for old in kept[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        tmp = self.checkpoint_dir / f".tmp_step_{self.step:06d}"
+        if self.parallel is None:
+            tmp = tmp.with_name(f"{tmp.name}_{os.getpid()}")
+        model_state = self.parallel.model_state_dict(self.model) if self.parallel is not None else self.model.state_dict()
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if self.parallel is not None:
+            self.parallel.wait()  # the folder exists before anyone writes into it
+            per_rank: dict[str, Any] = {"rng": rng_state()}
+            if self.parallel.fsdp:
+                per_rank["optimizer"] = self.optimizer.state_dict()
+            torch.save(per_rank, tmp / f"rank_{self.rank}.pt")
+        if self.is_main:
+            state = {
+                "step": self.step,
+                "model": model_state,
+                "extra_modules": self.extra_modules.state_dict(),
+                "optimizer": None if (self.parallel is not None and self.parallel.fsdp) else self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(),
+                "trainer": self.trainer_state(),
+                "config": self.config.to_dict(),
+                "world_size": self.world_size,
+            }
+            torch.save(state, tmp / CHECKPOINT_FILE)
+        if self.parallel is not None:
+            self.parallel.wait()  # every rank file is written before the folder is published
+        if self.is_main:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            latest_tmp = self.checkpoint_dir / "latest.tmp"
+            latest_tmp.write_text(final.name + "\n")
+            os.replace(latest_tmp, self.checkpoint_dir / "latest")
+            kept = sorted(p for p in self.checkpoint_dir.glob("step_*") if p.is_dir())
+            for old in kept[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        if self.parallel is not None:
+            self.parallel.wait()
         return final
 
     def latest_checkpoint(self) -> Path | None:
@@ -537,12 +596,23 @@ class Trainer:
             return False
         # weights_only=False: the file holds python RNG tuples and numpy state; it is our own file.
         state = torch.load(folder / CHECKPOINT_FILE, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size:
+            raise ValueError(
+                f"{folder} was written by {saved_world} process(es); resume it with the same number (now {self.world_size})"
+            )
+        if self.parallel is not None:
+            self.parallel.load_model_state(self.model, state["model"])
+        else:
+            self.model.load_state_dict(state["model"])
         self.extra_modules.load_state_dict(state["extra_modules"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_trainer_state(state["trainer"])
-        set_rng_state(state["rng"])
+        rng = state["rng"]
+        if self.parallel is not None:
+            rng = torch.load(folder / f"rank_{self.rank}.pt", map_location="cpu", weights_only=False)["rng"]
+        set_rng_state(rng)
         self.step = int(state["step"])
         return True
 

@@ -1,0 +1,53 @@
+"""Data-parallel training: two CPU processes started by torchrun average their gradients.
+
+Each process takes its own half of every batch; after the step both hold the same weights, and
+those equal a single process training on the whole batch (the examples have equal lengths, so the
+mean of the two halves' token means is the mean over all tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("dp_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(out: Path, nproc: int, batch_size: int, *extra: str) -> list[dict[str, object]]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    if nproc == 1:
+        env.pop("WORLD_SIZE", None)
+        cmd = [sys.executable, str(WORKER), str(out), str(batch_size), *extra]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+               str(WORKER), str(out), str(batch_size), *extra]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads((out / f"result_{r}.json").read_text()) for r in range(nproc)]
+
+
+def test_two_processes_train_like_one_on_the_whole_batch(tmp_path: Path) -> None:
+    parallel = _run(tmp_path / "dp", 2, 2)
+    single = _run(tmp_path / "single", 1, 4)
+    assert [r["world_size"] for r in parallel] == [2, 2]
+    assert parallel[0]["digest"] == parallel[1]["digest"]  # both processes hold the same weights
+    assert parallel[0]["norm_weight"] == pytest.approx(single[0]["norm_weight"], abs=1e-5)
+    # Only the main process wrote metrics and checkpoints, one line per step.
+    lines = (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+    step = tmp_path / "dp" / "checkpoints" / "step_000003"
+    assert sorted(p.name for p in step.iterdir()) == ["rank_0.pt", "rank_1.pt", "trainer.pt"]
+
+
+@pytest.mark.slow  # four more launches of two processes each
+def test_data_parallel_run_resumes_exactly(tmp_path: Path) -> None:
+    straight = _run(tmp_path / "straight", 2, 2)
+    resumed = _run(tmp_path / "resumed", 2, 2, "1")
+    assert resumed[0]["digest"] == resumed[1]["digest"] == straight[0]["digest"]
