@@ -44,6 +44,7 @@ class AgentQConfig(TrainConfig):
     self_critique: bool = hfield(False, "rank proposals with the same model (Agent Q's self-critique)")
     mcts_rollout: Literal["policy", "random", "none"] = hfield("policy", "MCTS leaf evaluation")
     rollout_depth: int = hfield(10, "most steps of an MCTS rollout")
+    mcts_gamma: float = hfield(1.0, "MCTS discount per step (< 1: of two successful moves, the shorter path has the higher Q)")
     max_tokens: int = hfield(16, "tokens per proposed action")
     temperature: float = hfield(1.0, "proposal temperature")
     theta: float = hfield(0.1, "least Q gap for a preference pair")
@@ -59,6 +60,8 @@ class AgentQConfig(TrainConfig):
         super().__post_init__()
         if self.episodes_per_iteration < 1 or self.steps_per_iteration < 1 or self.simulations < 1 or self.k < 2:
             raise ValueError("episodes_per_iteration, steps_per_iteration, simulations >= 1 and k >= 2")
+        if not 0 < self.mcts_gamma <= 1:
+            raise ValueError(f"mcts_gamma must be in (0, 1], got {self.mcts_gamma}")
         if self.beta <= 0 or self.theta < 0:
             raise ValueError("beta must be > 0 and theta >= 0")
         if self.reference not in ("policy", "behaviour"):
@@ -100,7 +103,7 @@ class AgentQTrainer(DPOTrainer):
         critic = SelfCritic(self.backend) if c.self_critique else None
         mcfg = MCTSConfig(
             simulations=c.simulations, k=c.k, c_exp=c.c_exp, alpha=c.mcts_alpha,
-            rollout=c.mcts_rollout, rollout_depth=c.rollout_depth, stop_on_success=False, seed=c.seed + iteration,
+            rollout=c.mcts_rollout, rollout_depth=c.rollout_depth, gamma=c.mcts_gamma, stop_on_success=False, seed=c.seed + iteration,
         )
         pairs: list[dict[str, Any]] = []
         solved = 0

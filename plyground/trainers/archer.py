@@ -64,6 +64,10 @@ class ArCHerConfig(GRPOConfig):
         default_factory=dict, metadata={"help": "CriticConfig fields: dim, layers, heads, head_hidden, max_length"}
     )
     normalize_advantages: bool = hfield(False, "divide actor advantages by their batch std")
+    center_advantages: bool = hfield(
+        False, "subtract the batch mean from the actor advantages (a lagging V makes min(Q) - min(V) biased; "
+        "a positive bias raises every sampled action and can collapse the policy)"
+    )
     loss_agg: Literal["sequence", "token", "constant"] = hfield("token", "token-level normalisation")
     lr: float = hfield(1e-4, "actor peak learning rate (AdamW)")
 
@@ -138,6 +142,9 @@ class ArCHerTrainer(GRPOTrainer):
         acts = [turn.action for t in trajectories for turn in t.turns]
         self.critic.eval()
         flat = advantages(self.critic, self.tokenizer, obs, acts, self.device) if obs else torch.zeros(0)
+        self.step_metrics["critic/advantage_raw_mean"] = float(flat.mean()) if flat.numel() else 0.0
+        if self.config.center_advantages and flat.numel() > 1:
+            flat = flat - flat.mean()
         if self.config.normalize_advantages and flat.numel() > 1:
             flat = flat / (flat.std() + 1e-6)
         per_turn, i = [], 0
