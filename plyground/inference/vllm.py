@@ -267,26 +267,13 @@ class ServerBackend:
             raise BackendError(f"{self.name} backend is not started (or was closed)")
         return self.router
 
-    async def _one_chat(self, chat: Chat, params: SamplingParams) -> list[Completion]:
+    async def _routed(self, prompt: Any, method: str, params: SamplingParams) -> list[Completion]:
+        """One prompt (a chat, or token ids) through ``method`` of a replica's client, routed sticky
+        by its prefix."""
+
         async def call(replica: Replica) -> list[Completion]:
             replica.client.model = self.request_model
-            result: list[list[Completion]] = await replica.client.agenerate([chat], params)
-            return result[0]
-
-        router = self._require_router()
-        return await router.call(
-            call,
-            lookup=router.sticky.lookup_keys(chat),
-            register=lambda out: [router.sticky.continuation_key(chat, c) for c in out],
-        )
-
-    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
-        return list(await asyncio.gather(*(self._one_chat(c, params) for c in chats)))
-
-    async def _one_ids(self, prompt: list[int], params: SamplingParams) -> list[Completion]:
-        async def call(replica: Replica) -> list[Completion]:
-            replica.client.model = self.request_model
-            result: list[list[Completion]] = await replica.client.agenerate_ids([prompt], params)
+            result: list[list[Completion]] = await getattr(replica.client, method)([prompt], params)
             return result[0]
 
         router = self._require_router()
@@ -295,6 +282,15 @@ class ServerBackend:
             lookup=router.sticky.lookup_keys(prompt),
             register=lambda out: [router.sticky.continuation_key(prompt, c) for c in out],
         )
+
+    async def _one_chat(self, chat: Chat, params: SamplingParams) -> list[Completion]:
+        return await self._routed(chat, "agenerate", params)
+
+    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        return list(await asyncio.gather(*(self._one_chat(c, params) for c in chats)))
+
+    async def _one_ids(self, prompt: list[int], params: SamplingParams) -> list[Completion]:
+        return await self._routed(prompt, "agenerate_ids", params)
 
     async def agenerate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
         """Token-id prompts through ``/v1/completions`` (a list of ids as the prompt)."""
