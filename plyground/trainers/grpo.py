@@ -270,7 +270,10 @@ class GRPOTrainer(Trainer):
     def compute_loss(self, micro: dict[str, torch.Tensor], totals: StepTotals) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
         mask = micro["loss_mask"]
-        out = token_logprobs(self.model, micro["input_ids"], micro["attention_mask"], mask, with_entropy=True)
+        out = token_logprobs(
+            self.model, micro["input_ids"], micro["attention_mask"], mask, with_entropy=True,
+            entropy_grad=c.entropy_coef > 0,
+        )  # fmt: skip
         logprobs = out["logprobs"]
         per_token, clipped = ppo_clip_loss(logprobs, micro["old_logprobs"], micro["advantages"], c.eps_low, c.eps_high)
         metrics = {

@@ -204,7 +204,10 @@ class GuideTrainer(GRPOTrainer):
         mask = micro["loss_mask"]
         hinted = micro["hinted"][:, None] * mask
         plain = mask - hinted
-        out = token_logprobs(self.model, micro["input_ids"], micro["attention_mask"], mask, with_entropy=True)
+        out = token_logprobs(
+            self.model, micro["input_ids"], micro["attention_mask"], mask, with_entropy=True,
+            entropy_grad=c.entropy_coef > 0,
+        )  # fmt: skip
         logprobs = out["logprobs"]
         adv = micro["advantages"]
         clip_loss, clipped = ppo_clip_loss(logprobs, micro["old_logprobs"], adv, c.eps_low, c.eps_high)

@@ -8,6 +8,7 @@ and is 0; so are padded positions.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -91,9 +92,12 @@ def token_logprobs(
     loss_mask: torch.Tensor | None = None,
     with_entropy: bool = False,
     with_hidden: bool = False,
+    entropy_grad: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Run ``model`` on a right-padded batch; return ``logprobs`` (B, T), and ``entropy`` (B, T) and
-    ``hidden`` (B, T, H, the last layer) when asked. Padded positions hold 0.
+    ``hidden`` (B, T, H, the last layer) when asked. Padded positions hold 0. ``entropy_grad=False``
+    computes the entropy outside the autograd graph (a metric only): its softmax over the whole
+    vocabulary is then not kept for backward, which saves a (B, T, vocab) activation.
 
     Position ids are the default ``0..T-1``: with right padding the real tokens sit at the same
     positions as in an unpadded forward pass, so padding does not change the result.
@@ -115,10 +119,12 @@ def token_logprobs(
             kwargs["logits_to_keep"] = keep
     out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=with_hidden, **kwargs)
     result: dict[str, torch.Tensor] = {}
+    entropy_context = contextlib.nullcontext() if entropy_grad else torch.no_grad()
     if keep is None:
         result["logprobs"] = logits_to_token_logprobs(out.logits, input_ids) * valid
         if with_entropy:
-            result["entropy"] = logits_to_entropy(out.logits) * valid
+            with entropy_context:
+                result["entropy"] = logits_to_entropy(out.logits) * valid
     else:
         logits = out.logits.float()  # (B, K, V), row k predicts token keep[k] + 1
         targets = input_ids[:, keep + 1]
@@ -126,9 +132,10 @@ def token_logprobs(
         full = picked.new_zeros(batch, width)
         result["logprobs"] = full.index_copy(1, keep + 1, picked) * valid
         if with_entropy:
-            logp = torch.log_softmax(logits, dim=-1)
-            ent = -(logp.exp() * logp).sum(-1)
-            result["entropy"] = ent.new_zeros(batch, width).index_copy(1, keep + 1, ent) * valid
+            with entropy_context:
+                logp = torch.log_softmax(logits, dim=-1)
+                ent = -(logp.exp() * logp).sum(-1)
+                result["entropy"] = ent.new_zeros(batch, width).index_copy(1, keep + 1, ent) * valid
     if with_hidden:
         result["hidden"] = out.hidden_states[-1]
     return result
