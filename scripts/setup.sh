@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-EXTRAS=${EXTRAS:-all,adapters,proving}
+# alfworld: textworld[pddl] compiles TextWorld's PDDL planner (fast-downward) from source, about 5
+# CPU-minutes the first time (pip caches the wheel); EXTRAS=all,adapters,proving leaves it out.
+EXTRAS=${EXTRAS:-all,adapters,proving,alfworld}
 # Debian packages the registered environments need; later environments add theirs here.
-APT_PACKAGES=${APT_PACKAGES:-stockfish coq chromium}
+APT_PACKAGES=${APT_PACKAGES:-stockfish coq chromium cmake g++}
 
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
@@ -48,7 +50,8 @@ stamp="$VENV/.plyground-installed"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing plyground[$EXTRAS]"
-  "${PIP[@]}" install -q -c "$CONSTRAINTS" -e ".[$EXTRAS]"
+  # The venv's bin first on PATH: fast-downward's build (the alfworld extra) runs a bare `python`.
+  PATH="$(cd "$VENV" && pwd)/bin:$PATH" "${PIP[@]}" install -q -c "$CONSTRAINTS" -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
 

@@ -36,7 +36,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from plyground.envs import make
 from plyground.envs.core import TextEnv
 from plyground.envs.guess_number import BisectionPolicy
-from plyground.envs.webshop.env import WebShopEnv
 from plyground.search import BeamConfig, BestFirstConfig, MCTSConfig, NoisyExpertProposer, RandomProposer
 from plyground.search.evaluate import (
     ALGO_NAMES,
@@ -65,17 +64,6 @@ def bisection_expert(node: Node) -> str:
 
 
 # -- WebShop ---------------------------------------------------------------------------------------
-class KeyedWebShop(WebShopEnv):
-    """WebShop-v0 with a search state key: the goal and the page's URL (search keywords, result
-    page, product, chosen options), which is the env's whole navigation state. WebShopEnv has no
-    ``state_key``, and its observation does not show which options are chosen, so dedupe by
-    observation would merge "size chosen" with "size not chosen" and prune the way to the reward."""
-
-    def state_key(self) -> str:
-        instruction = self.goal.instruction_text if self.goal else ""
-        return f"{instruction}\n{self._relative_path()}"
-
-
 def shopper_expert(node: Node) -> str:
     """The scripted shopper replayed over the path (it keeps the products it opened)."""
     from plyground.envs.webshop.shopper import ScriptedShopper
@@ -206,7 +194,7 @@ def setups(seeds: int | None) -> dict[str, Setup]:
             ],
         ),
         "webshop": Setup(
-            "WebShop-v0", lambda: KeyedWebShop(),
+            "WebShop-v0", lambda: make("WebShop-v0"),
             {
                 "random": random_webshop,
                 f"noisy-expert (scripted shopper, p={P_EXPERT})": lambda s: NoisyExpertProposer(
@@ -218,8 +206,8 @@ def setups(seeds: int | None) -> dict[str, Setup]:
             notes=[
                 "WebShop-v0 (text mode, the generated 1,000-product catalogue, goal i for problem i, 15 actions). "
                 "Success = reward 1.0 (the right product, options and price). Search state key: the goal and "
-                "the page URL (`KeyedWebShop` in the script: the env has no `state_key`, and its text does not "
-                "show the chosen options, so keying by observation would prune every option click).",
+                "the page URL (`WebShopEnv.state_key`: the page text does not show the chosen options, so "
+                "keying by observation would prune every option click).",
                 "random: uniform over the page's admissible actions, the search template filled with the "
                 "instruction's words. noisy-expert: each sample is the scripted shopper's action with "
                 f"probability {P_EXPERT}, else a random admissible action.",

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "searc
 
 import budget_curves
 
+from plyground.envs import make
 from plyground.envs.guess_number import GuessNumberEnv
 
 
@@ -32,7 +33,7 @@ def test_experts_play_their_games() -> None:
     # With p = 1 the noisy expert is the expert: binary search finds any number in 7 guesses.
     result = run_search("bfs", GuessNumberEnv(), NoisyExpertProposer(budget_curves.bisection_expert, 1.0), 8, 3)
     assert result.success and result.stats.proposer_calls <= 7
-    env = budget_curves.KeyedWebShop()
+    env = make("WebShop-v0")
     try:
         shop = run_search(
             "bfs", env, NoisyExpertProposer(budget_curves.shopper_expert, 1.0, rewrite=budget_curves.fill_search), 15, 0,

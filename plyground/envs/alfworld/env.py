@@ -95,9 +95,10 @@ class AlfWorldEnv(TextEnv):
         obs, won, self.admissible = self.engine.step(command)
         return obs, float(won), won, self._info(won)
 
-    def expert_plan(self) -> list[str]:
-        """The planner's commands from the current state to the goal (fast-downward)."""
-        return self.engine.plan()
+    def expert_plan(self, timeout: float | None = None) -> list[str]:
+        """The planner's commands from the current state to the goal (fast-downward); raises
+        ``TimeoutError`` after ``timeout`` seconds, the episode's state kept."""
+        return self.engine.plan(timeout=timeout)
 
     def close(self) -> None:
         self.engine.close()

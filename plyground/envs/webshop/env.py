@@ -21,8 +21,11 @@ import copy
 import functools
 import json
 import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -33,6 +36,8 @@ from plyground.envs.webshop.data import Catalogue, Goal, generate_catalogue
 from plyground.envs.webshop.page import ParsedPage, parse_page
 from plyground.envs.webshop.server import ShopServer
 from plyground.errors import EnvError
+
+T = TypeVar("T")
 
 # WebShop agents (ReAct, and most RL papers that follow it) get 15 actions per episode.
 DEFAULT_MAX_TURNS = 15
@@ -194,6 +199,13 @@ class WebShopEnv(TextEnv):
             "url": self._relative_path(),
         }
 
+    def state_key(self) -> str:
+        """What search dedupes on: the goal and the page URL (search keywords, result page, product,
+        chosen options), the whole navigation state. The page text does not show which options are
+        chosen, so keying by observation would merge "size chosen" with "not chosen"."""
+        instruction = self.goal.instruction_text if self.goal else ""
+        return f"{instruction}\n{self._relative_path()}"
+
     def _relative_path(self) -> str:
         parts = urlsplit(self.path)
         path = parts.path
@@ -290,7 +302,13 @@ CHROMIUM_FLAGS = (
 class WebShopBrowserEnv(WebShopEnv):
     """The same shop driven through headless Chromium (Playwright): searches type into the search
     box and press Enter, clicks click the page's links. The observation is the rendered page's
-    simplified text (identical to text mode); ``screenshot=True`` adds a PNG in ``info["screenshot"]``."""
+    simplified text (identical to text mode); ``screenshot=True`` adds a PNG in ``info["screenshot"]``.
+
+    Playwright's sync API belongs to the thread that started it (and refuses a thread running an
+    asyncio loop), while the rollout collector calls ``reset``/``step``/``close`` from its pool of
+    worker threads and from the loop. So each env owns one browser thread and runs every Playwright
+    call there; callers on any thread wait for it. Several envs, one per concurrent episode, each
+    have their own browser and thread."""
 
     def __init__(self, *args: Any, screenshot: bool = False, executable_path: str = CHROMIUM, **kwargs: Any) -> None:
         import os
@@ -311,10 +329,22 @@ class WebShopBrowserEnv(WebShopEnv):
         self._pw: Any = None
         self._browser: Any = None
         self._page: Any = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._thread_id: int | None = None
+
+    # -- the browser thread -------------------------------------------------------------------
+    def _on_browser_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on this env's browser thread (started on first use) and return its result."""
+        if threading.get_ident() == self._thread_id:
+            return fn(*args)  # already there (a nested call)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webshop-browser")
+            self._thread_id = self._thread.submit(threading.get_ident).result()
+        return self._thread.submit(fn, *args).result()
 
     def _ensure_browser(self) -> Any:
         if self._browser is None or not self._browser.is_connected():
-            self._close_browser()
+            self._close_browser_here()
             self._pw = self._sync_playwright().start()
             self._browser = self._pw.chromium.launch(
                 executable_path=self.executable_path, headless=True, args=list(CHROMIUM_FLAGS)
@@ -333,12 +363,19 @@ class WebShopBrowserEnv(WebShopEnv):
         self.path = url[len(self._base()) :] if url.startswith(self._base()) else urlsplit(url).path
         return str(page.content())
 
+    # -- navigation, each on the browser thread -----------------------------------------------
     def _open(self, path: str) -> str:
+        return self._on_browser_thread(self._open_here, path)
+
+    def _open_here(self, path: str) -> str:
         page = self._ensure_browser()
         page.goto(self._base() + path, wait_until="domcontentloaded")
         return self._settle()
 
     def _search(self, query: str) -> str:
+        return self._on_browser_thread(self._search_here, query)
+
+    def _search_here(self, query: str) -> str:
         page = self._ensure_browser()
         box = page.locator("form[role=search] input[name=keywords]")
         box.fill(query)
@@ -347,6 +384,9 @@ class WebShopBrowserEnv(WebShopEnv):
         return self._settle()
 
     def _click(self, href: str) -> str:
+        return self._on_browser_thread(self._click_here, href)
+
+    def _click_here(self, href: str) -> str:
         page = self._ensure_browser()
         with page.expect_navigation(wait_until="domcontentloaded"):
             page.locator(f"a[href={json.dumps(href)}]").first.click()
@@ -355,10 +395,10 @@ class WebShopBrowserEnv(WebShopEnv):
     def _info(self) -> dict[str, Any]:
         info = super()._info()
         if self.screenshot and self._page is not None:
-            info["screenshot"] = self._page.screenshot(type="png")
+            info["screenshot"] = self._on_browser_thread(lambda: self._page.screenshot(type="png"))
         return info
 
-    def _close_browser(self) -> None:
+    def _close_browser_here(self) -> None:
         for closer in (self._browser, self._pw):
             if closer is None:
                 continue
@@ -367,5 +407,9 @@ class WebShopBrowserEnv(WebShopEnv):
         self._pw = self._browser = self._page = None
 
     def close(self) -> None:
-        self._close_browser()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.submit(self._close_browser_here).result()
+            thread.shutdown(wait=True)
+        self._thread_id = None
         super().close()
