@@ -164,13 +164,13 @@ class ServerBackend:
 
     # -- to be provided by subclasses --------------------------------------------------------------
     def server_command(self, port: int) -> list[str]:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each server kind builds its own command line
 
     def server_env(self) -> dict[str, str]:
         return dict(os.environ if self.env is None else self.env)
 
     def _push_to_replica(self, replica: Replica, sync: dict[str, Any]) -> None:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each server kind has its own weight-sync request
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def command_for(self, port: int) -> list[str]:

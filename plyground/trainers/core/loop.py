@@ -438,13 +438,13 @@ class Trainer:
     # -- ALGO LOGIC: subclasses write these ---------------------------------------------------------
     def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
         """The micro-batches of the next optimizer step (each has a (B, T) ``loss_mask``)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: the trainer's ALGO LOGIC
 
     def compute_loss(
         self, micro: dict[str, torch.Tensor], totals: StepTotals
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of one micro-batch, already normalised by the step's totals, and its metrics."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: the trainer's ALGO LOGIC
 
     def trainer_state(self) -> dict[str, Any]:
         """Data position and buffers to checkpoint (torch.save-able)."""
