@@ -28,8 +28,15 @@ from plyground.types import Message
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 
 
-def small_policy(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any, Any]:
+def small_policy(
+    seed: int = 0, hidden: int = 64, layers: int = 2, corpus: Sequence[str] | None = None
+) -> tuple[Any, Any]:
     """A randomly initialised small Llama with the SmolLM2 tokenizer (fast on a CPU).
+
+    With ``corpus`` (texts of the task: rendered chats of scripted episodes, say), the tokenizer is
+    :func:`~plyground.inference.models.compact_tokenizer` of SmolLM2's over it: the same tokens for
+    that text and a vocabulary of a few hundred instead of 49,152, which makes the output layer, most
+    of such a model's cost, that much cheaper. Text outside the corpus still encodes, in smaller pieces.
 
     ``PLYGROUND_TOKENIZER_DIR`` (a folder with the SmolLM2 ``tokenizer.json`` and chat template)
     loads the tokenizer from there instead of the embedded model: for a machine without the
@@ -47,7 +54,24 @@ def small_policy(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any,
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         models.default_tokenizer = lambda: copy.deepcopy(tok)  # type: ignore[assignment]
 
-    return tiny_model(seed=seed, hidden_size=hidden, num_layers=layers, num_heads=4, intermediate_size=2 * hidden)
+    tokenizer = None
+    if corpus is not None:
+        tokenizer = models.compact_tokenizer(models.default_tokenizer(), corpus)
+    return tiny_model(
+        seed=seed, hidden_size=hidden, num_layers=layers, num_heads=4, intermediate_size=2 * hidden,
+        tokenizer=tokenizer,
+    )
+
+
+def chat_corpus(tokenizer: Any, chats: Sequence[Sequence[Message]]) -> list[str]:
+    """The chats as the model sees them (rendered by ``tokenizer``'s chat template, with the
+    generation prompt), for :func:`small_policy`'s ``corpus``."""
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in chat], tokenize=False, add_generation_prompt=True
+        )
+        for chat in chats
+    ]
 
 
 def noisy_chat_policy(

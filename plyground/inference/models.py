@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,23 +259,76 @@ def default_tokenizer() -> Any:
         return copy.deepcopy(_tokenizer_memo["default"])
 
 
+def compact_tokenizer(tokenizer: Any, texts: Sequence[str]) -> Any:
+    """A copy of a byte-level BPE ``tokenizer`` that keeps only the tokens ``texts`` need.
+
+    The kept vocabulary is the 256 byte symbols, the special and added tokens, every token that
+    tokenizing ``texts`` produces and every intermediate token of the merges that build them; only
+    merges whose result is kept remain. Any merge that applied to ``texts`` is kept, and a dropped
+    merge could not have applied (its result would be in the vocabulary), so ``texts`` tokenize to
+    the same tokens as before, under new, dense ids. Other text still encodes, into smaller pieces
+    (at worst single bytes), and decodes back exactly. The chat template and special tokens are the
+    original's. Why: a small model's cost on a CPU is mostly its output layer, which is as wide as
+    the vocabulary (49,152 for SmolLM2, a few hundred after compaction for a text environment).
+    """
+    from tokenizers import Tokenizer
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = spec["model"]
+    if model.get("type") != "BPE" or spec.get("pre_tokenizer", {}).get("type") != "ByteLevel":
+        raise ValueError("compact_tokenizer needs a byte-level BPE tokenizer (such as SmolLM2's)")
+    vocab: dict[str, int] = model["vocab"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    keep = set(ByteLevel.alphabet()) | {t["content"] for t in spec["added_tokens"]}
+    for text in texts:
+        keep.update(tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    parts = {a + b: (a, b) for a, b in merges}
+    stack = list(keep)
+    while stack:  # the intermediates that build each kept token
+        token = stack.pop()
+        for part in parts.get(token, ()):
+            if part not in keep:
+                keep.add(part)
+                stack.append(part)
+    old_ids = sorted(vocab[t] for t in keep if t in vocab)
+    id_of_old = {old: new for new, old in enumerate(old_ids)}
+    model["vocab"] = {t: id_of_old[i] for t, i in vocab.items() if i in id_of_old}
+    model["merges"] = [[a, b] for a, b in merges if a + b in keep and a in keep and b in keep]
+    for added in spec["added_tokens"]:
+        added["id"] = id_of_old[vocab[added["content"]]]
+    backend = Tokenizer.from_str(json.dumps(spec))
+    special = {k: getattr(tokenizer, k) for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    compact = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        chat_template=tokenizer.chat_template,
+        model_max_length=tokenizer.model_max_length,
+        padding_side=tokenizer.padding_side,
+        **{k: v for k, v in special.items() if v is not None},
+    )
+    return compact
+
+
 def tiny_model(
     seed: int = 0,
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
     intermediate_size: int = 128,
+    tokenizer: Any = None,
 ) -> tuple[Any, Any]:
     """A randomly initialised small ``LlamaForCausalLM`` with the SmolLM2 tokenizer, for fast tests.
 
     Deterministic given ``seed`` (the global torch RNG is left untouched). The vocabulary and
-    special tokens are SmolLM2's, so chat templates and EOS handling work as with the real model.
+    special tokens are SmolLM2's, so chat templates and EOS handling work as with the real model;
+    pass ``tokenizer`` (e.g. a :func:`compact_tokenizer`) to size the model to another vocabulary.
     Its output distribution is made peaked rather than nearly uniform, so that greedy decoding has
     no near-ties and sampled completions share tokens, as with a trained model.
     """
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = default_tokenizer()
+    tokenizer = default_tokenizer() if tokenizer is None else tokenizer
     eos = tokenizer.eos_token_id
     config = LlamaConfig(
         vocab_size=len(tokenizer),
