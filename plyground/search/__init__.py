@@ -1,5 +1,6 @@
 """Search over TextEnvs: MCTS (Agent Q), best-first (BFS-Prover), beam and best-of-N; search-budget
-evaluation; training data (preference pairs, SFT paths) from search trees."""
+evaluation; training data (preference pairs, SFT paths) from search trees; the subgoal planner of
+BFS-Prover V2 (plan lemmas, prove them in parallel with a shared cache, replan)."""
 
 from plyground.search.baselines import BeamConfig, BestOfNConfig, beam_search, best_of_n
 from plyground.search.best_first import BestFirstConfig, SolvedCache, SolvedStates, best_first, priority
@@ -14,16 +15,26 @@ from plyground.search.proposer import (
     parse_choice,
 )
 from plyground.search.ray_cache import RaySolvedCache, SearchWorker, shared_solved_cache
+from plyground.search.subgoals import (
+    LLMPlanner,
+    PlannedProof,
+    PlannerConfig,
+    SubgoalProver,
+    prove_with_subgoals,
+)
 from plyground.search.tree import Node, SearchResult, SearchStats, step_child
 
 __all__ = [
     "BeamConfig",
     "BestFirstConfig",
     "BestOfNConfig",
+    "LLMPlanner",
     "MCTSConfig",
     "Node",
     "NoisyExpertProposer",
     "PairConfig",
+    "PlannedProof",
+    "PlannerConfig",
     "Proposal",
     "Proposer",
     "RandomProposer",
@@ -34,6 +45,7 @@ __all__ = [
     "SelfCritic",
     "SolvedCache",
     "SolvedStates",
+    "SubgoalProver",
     "agentq_pairs",
     "beam_search",
     "best_first",
@@ -42,6 +54,7 @@ __all__ = [
     "mcts",
     "parse_choice",
     "priority",
+    "prove_with_subgoals",
     "sft_examples",
     "shared_solved_cache",
     "step_child",
