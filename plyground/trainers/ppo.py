@@ -2,7 +2,9 @@
 
 Rollouts come from :class:`~plyground.trainers.grpo.GRPOTrainer.sample` (``group_size`` defaults to
 1 here: a learned value replaces the group baseline). Each model token is a time step; the episode's
-reward sits on the last model token; a value head predicts ``V(s_t)`` from the hidden state that
+reward sits on the last model token (``rewards: episode``), or, for multi-turn envs, each turn's env
+reward on the last token of that turn's reply (``rewards: turn``: turn-level PPO, the per-turn credit
+of a multi-turn agent baseline); a value head predicts ``V(s_t)`` from the hidden state that
 predicts token ``t``; advantages come from token-level GAE (``core.losses.token_gae``) over the
 model's tokens only (prompt and env tokens are skipped); the loss is PPO-clip plus
 ``vf_coef`` x the clipped value loss.
@@ -41,6 +43,9 @@ class PPOConfig(GRPOConfig):
     vf_coef: float = hfield(0.5, "value loss coefficient")
     value_clip: float | None = hfield(0.2, "clip the value update to +- this around the rollout value (None: MSE)")
     whiten_advantages: bool = hfield(True, "normalise advantages over the batch's model tokens")
+    rewards: Literal["episode", "turn"] = hfield(
+        "episode", "episode: the scored episode reward on the last model token; turn: each turn's env reward on its last token"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +57,27 @@ class PPOConfig(GRPOConfig):
             raise ValueError("vf_coef must be >= 0 and value_clip > 0 (or None)")
         if self.drop_zero_variance:
             raise ValueError("drop_zero_variance is a GRPO option; PPO's baseline is the value head")
+        if self.rewards not in ("episode", "turn"):
+            raise ValueError(f"rewards must be episode or turn, got {self.rewards!r}")
+
+
+def turn_end_rewards(loss_mask: torch.Tensor, trajectories: list[Trajectory]) -> torch.Tensor:
+    """(B, T): turn ``k``'s env reward on the last token of the ``k``-th run of model tokens.
+
+    A row with fewer runs than turns (a truncated episode) gets the rewards of the turns it lost
+    on its last run, so no reward is dropped; extra runs (a template that splits a reply) get 0."""
+    from plyground.trainers.baselines import turn_spans
+
+    out = torch.zeros_like(loss_mask, dtype=torch.float32)
+    for b, traj in enumerate(trajectories):
+        spans = turn_spans(loss_mask[b])
+        turn_rewards = [float(t.reward) for t in traj.turns]
+        if not spans or not turn_rewards:
+            continue
+        for k, reward in enumerate(turn_rewards):
+            _, end = spans[min(k, len(spans) - 1)]
+            out[b, end - 1] += reward
+    return out
 
 
 class PPOTrainer(GRPOTrainer):
@@ -97,11 +123,13 @@ class PPOTrainer(GRPOTrainer):
     def build_batch(self, trajectories: list[Trajectory]) -> dict[str, torch.Tensor]:
         batch = super().build_batch(trajectories)
         mask = batch["loss_mask"]
-        # The episode's reward on each row's last model token.
-        rewards = torch.zeros_like(mask)
-        seq_rewards = self.score(self.last_trajectories)
-        last = (mask * torch.arange(mask.shape[1])).argmax(dim=1)
-        rewards[torch.arange(mask.shape[0]), last] = seq_rewards
+        if self.config.rewards == "turn":
+            rewards = turn_end_rewards(mask, self.last_trajectories)
+        else:  # the episode's reward on each row's last model token
+            rewards = torch.zeros_like(mask)
+            seq_rewards = self.score(self.last_trajectories)
+            last = (mask * torch.arange(mask.shape[1])).argmax(dim=1)
+            rewards[torch.arange(mask.shape[0]), last] = seq_rewards
         old_values = self._rollout_values(batch)
         adv, returns = token_gae(rewards, old_values, mask, self.config.gamma, self.config.lam)
         if self.config.whiten_advantages:

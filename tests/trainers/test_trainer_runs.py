@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from plyground.inference.models import tiny_model
 from plyground.trainers import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, PPOConfig, PPOTrainer
 from plyground.trainers.sft import SFTConfig, SFTTrainer, expert_trajectories
+from plyground.types import Trajectory
 
 GUESS_SMALL = {"n": 4, "max_turns": 2}
 
@@ -143,3 +145,38 @@ def test_grpo_resume_restores_the_rollout_buffer_exactly(tmp_path: Path) -> None
     resumed.train()
     for p1, p2 in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p1, p2)
+
+
+def test_turn_end_rewards_by_hand() -> None:
+    from plyground.trainers.ppo import turn_end_rewards
+    from plyground.types import Turn
+
+    def traj(rewards: list[float]) -> Trajectory:
+        return Trajectory(env_id="x", turns=[Turn(observation="o", action="a", reward=r) for r in rewards])
+
+    mask = torch.tensor([[0, 1, 1, 0, 1, 0, 1, 1], [0, 1, 1, 0, 1, 1, 0, 0]], dtype=torch.float32)
+    out = turn_end_rewards(mask, [traj([-1.0, -1.0, 0.5]), traj([-1.0, -1.0, -1.0])])
+    assert out.tolist() == [
+        [0, 0, -1, 0, -1, 0, 0, 0.5],  # each turn's reward on its reply's last token
+        [0, 0, -1, 0, 0, -2, 0, 0],  # truncated to two replies: the lost turn's reward joins the last one
+    ]
+
+
+def test_turn_level_ppo_on_a_multi_turn_env(tmp_path: Path) -> None:
+    model, tok = tiny_model()
+    config = PPOConfig(
+        out_dir=str(tmp_path), env_id="TwentyQuestions-v0", env_kwargs={"max_questions": 2}, tasks_per_step=2,
+        max_tokens=6, total_steps=1, micro_batch_size=2, rewards="turn", whiten_advantages=False, lam=1.0,
+    )
+    trainer = PPOTrainer(config, model, tok)
+    batch = trainer.build_batch(trainer.sample(0))
+    # Returns at each reply's first token are the rewards still to come (gamma = lam = 1: GAE is
+    # the Monte Carlo return minus V, plus V).
+    from plyground.trainers.baselines import rewards_to_go, turn_spans
+
+    for b, traj in enumerate(trainer.last_trajectories):
+        starts = [s for s, _ in turn_spans(batch["loss_mask"][b])]
+        expected = rewards_to_go([t.reward for t in traj.turns], 1.0)[: len(starts)]
+        assert batch["returns"][b, starts].tolist() == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="episode or turn"):
+        PPOConfig(rewards="step")  # type: ignore[arg-type]
