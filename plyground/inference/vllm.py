@@ -136,7 +136,8 @@ class ServerBackend:
         self.env = env
         self._tokenizer = tokenizer
         self._own_sync_dir = sync_dir is None
-        self.sync_dir = Path(sync_dir or tempfile.mkdtemp(prefix=f"plyground-{self.name}-weights-"))
+        # Made on the first weight push: a backend that never syncs (or never starts) leaves no folder.
+        self._sync_dir = Path(sync_dir) if sync_dir is not None else None
         self.policy_version = 0
         self.sync_log: list[dict[str, Any]] = []
         self.replicas: list[Replica] = []
@@ -145,6 +146,13 @@ class ServerBackend:
         self._lock = threading.Lock()
         if start:
             self.start()
+
+    @property
+    def sync_dir(self) -> Path:
+        """Where pushed weights are written (a temporary folder of this backend's unless given)."""
+        if self._sync_dir is None:
+            self._sync_dir = Path(tempfile.mkdtemp(prefix=f"plyground-{self.name}-weights-"))
+        return self._sync_dir
 
     @property
     def tokenizer(self) -> Any:
@@ -252,8 +260,9 @@ class ServerBackend:
         if self._runner is not None:
             self._runner.stop()
             self._runner = None
-        if self._own_sync_dir:
-            shutil.rmtree(self.sync_dir, ignore_errors=True)
+        if self._own_sync_dir and self._sync_dir is not None:
+            shutil.rmtree(self._sync_dir, ignore_errors=True)
+            self._sync_dir = None
 
     def __enter__(self) -> ServerBackend:
         return self
