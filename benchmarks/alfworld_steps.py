@@ -2,7 +2,7 @@
 
 Plays the planner's plan on generated games of every task type and times ``reset`` (game
 generation + engine load), ``step`` and the planner call. Writes
-benchmarks/results/alfworld_steps.json and .md.
+benchmarks/results/alfworld_steps.json and .md (``--no-prune``: alfworld_steps_full_problem.*).
 
     .venv/bin/python benchmarks/alfworld_steps.py [--games-per-type 3]
 
@@ -12,6 +12,9 @@ times per type in benchmarks/results/alfworld_expert.json (types already there a
 can be run one at a time) and docs/results/alfworld_expert.md.
 
     .venv/bin/python benchmarks/alfworld_steps.py --expert-games 50 --task-types pick_cool_then_place_in_recep
+
+The expert plans on the goal-relevant sub-problem first (``AlfWorldEnv.expert_plan()``);
+``--no-prune`` measures the planner on the whole problem instead (kept apart in the JSON).
 """
 
 from __future__ import annotations
@@ -31,78 +34,115 @@ RESULTS = Path(__file__).parent / "results"
 DOCS_RESULTS = Path(__file__).parent.parent / "docs" / "results"
 
 
-def expert_win_rates(games: int, task_types: list[str], plan_timeout: float) -> None:
+def expert_win_rates(games: int, task_types: list[str], plan_timeout: float, prune: bool = True) -> None:
     """The planner expert on generated games 0..games-1 of each type; saved after every type."""
     path = RESULTS / "alfworld_expert.json"
-    saved: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    rows: dict[str, Any] = saved.get("task_types", {})
+    # The expert as shipped (sub-problem first) and the whole-problem planner are kept apart.
+    key = "task_types" if prune else "task_types_full_problem"
+    rows: dict[str, Any] = {}
     env = AlfWorldEnv()
     try:
         for task_type in task_types:
             t0 = time.perf_counter()
-            wins, lengths, plan_s, failed, timeouts = 0, [], [], [], []
+            wins, lengths, plan_s, failed, timeouts, inadmissible = 0, [], [], [], [], 0
+            sources: dict[str, int] = {}
             for seed in range(games):
-                env.reset(seed=seed, options={"task_type": task_type})
+                _, info = env.reset(seed=seed, options={"task_type": task_type})
                 t = time.perf_counter()
                 try:
-                    plan = env.expert_plan(timeout=plan_timeout)
+                    plan = env.expert_plan(timeout=plan_timeout, prune=prune)
+                    source = env.engine.last_plan_source
                 except TimeoutError:
-                    plan = []  # counted as a loss
+                    plan, source = [], "timeout"  # counted as a loss
                     timeouts.append(seed)
                 plan_s.append(time.perf_counter() - t)
+                sources[source] = sources.get(source, 0) + 1
                 reward = 0.0
                 for command in plan:
-                    _, reward, terminated, truncated, _ = env.step(command)
+                    # The engine is the judge: a command it does not list would answer "Nothing happens."
+                    inadmissible += command not in info["admissible_commands"]
+                    _, reward, terminated, truncated, info = env.step(command)
                     if terminated or truncated:
                         break
                 wins += reward == 1.0
                 lengths.append(len(plan))
                 if reward != 1.0:
                     failed.append(seed)
-                print(f"{task_type} seed {seed}: plan {len(plan)} steps in {plan_s[-1]:.1f} s, reward {reward}", flush=True)
+                print(f"{task_type} seed {seed}: plan {len(plan)} steps ({source}) in {plan_s[-1]:.2f} s, "
+                      f"reward {reward}", flush=True)
             rows[task_type] = {"games": games, "wins": wins, "win_rate": round(wins / games, 3), "failed_seeds": failed,
-                               "planner_timeouts": timeouts, "plan_timeout_s": plan_timeout,
+                               "planner_timeouts": timeouts, "plan_timeout_s": plan_timeout, "prune": prune,
+                               "plan_sources": sources, "inadmissible_commands": inadmissible,
                                "mean_plan_length": round(statistics.mean(lengths), 2),
                                "plan_s_mean": round(statistics.mean(plan_s), 2), "plan_s_max": round(max(plan_s), 2),
                                "wall_s": round(time.perf_counter() - t0, 1), "machine": platform.platform()}
             RESULTS.mkdir(exist_ok=True)
-            if path.exists():  # another run (of other types) may have saved since this one started
-                rows = {**json.loads(path.read_text()).get("task_types", {}), task_type: rows[task_type]}
-            path.write_text(json.dumps({"benchmark": "alfworld_expert", "task_types": rows}, indent=2) + "\n")
-            _write_expert_md(rows)
+            # Read again just before writing: another run (of other types) may have saved meanwhile.
+            saved: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"benchmark": "alfworld_expert"}
+            saved[key] = {**saved.get(key, {}), task_type: rows[task_type]}
+            path.write_text(json.dumps(saved, indent=2) + "\n")
+            _write_expert_md(saved)
     finally:
         env.close()
 
 
-def _write_expert_md(rows: dict[str, Any]) -> None:
-    lines = ["# ALFWorld: the planner expert on generated games", "",
-             "The expert plays the plan that TextWorld's planner (fast-downward, `AlfWorldEnv.expert_plan()`) "
-             "gives at the start of each generated game, seeds 0..N-1 of each task type. Reproduce one type with",
-             "", "```bash",
-             ".venv/bin/python benchmarks/alfworld_steps.py --expert-games 50 --task-types <task type>",
-             "```", "",
-             "(numbers also in `benchmarks/results/alfworld_expert.json`; the slow test "
-             "`tests/envs/test_alfworld.py::test_expert_wins_95_percent_of_50_games` asserts >= 95%). "
-             "Planner seconds are wall time on a 2-core machine shared with other work; a plan that takes longer "
-             "than the limit (the planner's search blows up in some large scenes) counts as a loss.", "",
-             "| task type | games | wins | win rate | planner timeouts | mean plan length | planner s mean | "
-             "planner s max | wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+NOTES_MARKER = "<!-- notes: kept when the tables are written again -->"
+
+
+def _table(rows: dict[str, Any]) -> list[str]:
+    lines = ["| task type | games | wins | win rate | plans: sub-problem / all goal receptacles / whole problem | "
+             "planner timeouts | inadmissible commands | mean plan length | planner s mean | planner s max | wall s |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for task_type in TASK_TYPES:
         r = rows.get(task_type)
         if r is None:
-            lines.append(f"| {task_type} | not run | | | | | | | |")
+            lines.append(f"| {task_type} | not run | | | | | | | | | |")
             continue
-        lines.append(f"| {task_type} | {r['games']} | {r['wins']} | {100 * r['win_rate']:.0f}% | "
+        src = r.get("plan_sources", {})
+        sources = " / ".join(str(src.get(k, 0)) for k in ("pruned", "pruned_all_goal_receptacles", "full"))
+        lines.append(f"| {task_type} | {r['games']} | {r['wins']} | {100 * r['win_rate']:.0f}% | {sources} | "
                      f"{len(r['planner_timeouts'])} (limit {r['plan_timeout_s']:.0f} s) | "
+                     f"{r.get('inadmissible_commands', 'not counted')} | "
                      f"{r['mean_plan_length']} | {r['plan_s_mean']} | {r['plan_s_max']} | {r['wall_s']} |")
     for task_type, r in rows.items():
         if r["failed_seeds"]:
             timed_out = set(r["planner_timeouts"])
             lost = ", ".join(f"{seed}{' (planner timeout)' if seed in timed_out else ''}" for seed in r["failed_seeds"])
             lines += ["", f"Lost {task_type} games, by seed: {lost}."]
+    return lines
+
+
+def _write_expert_md(saved: dict[str, Any]) -> None:
+    lines = ["# ALFWorld: the planner expert on generated games", "",
+             "The expert plays the plan that `AlfWorldEnv.expert_plan()` gives at the start of each generated game, "
+             "seeds 0..N-1 of each task type, in the real TextWorld PDDL engine, which checks every command and "
+             "the win. The plan is fast-downward's (TextWorld's planner), first on the goal-relevant sub-problem "
+             "(the goal's objects, the receptacles holding them, the tools the goal's actions need, one receptacle "
+             "of the goal's type), then with every receptacle of the goal's type, and on the whole problem only when "
+             "neither has a plan (`plyground/envs/alfworld/planning.py`). Reproduce one type with", "",
+             "```bash",
+             "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/alfworld_steps.py --expert-games 50 --task-types <task type>",
+             "```", "",
+             "(numbers also in `benchmarks/results/alfworld_expert.json`; the slow test "
+             "`tests/envs/test_alfworld.py::test_expert_wins_95_percent_of_50_games` asserts >= 95%). "
+             "\"Inadmissible commands\" counts plan commands that were not among the engine's admissible commands "
+             "when played. Planner seconds are wall time on a 2-core machine shared with other work; a plan that "
+             "takes longer than the limit counts as a loss.", "",
+             "## The expert (sub-problem first)", ""]
+    lines += _table(saved.get("task_types", {}))
+    lines += ["", "## The planner on the whole problem (`--no-prune`)", "",
+              "TextWorld's planner as is (`expert_plan(prune=False)`, the expert before the sub-problem was added):", "",
+              "```bash",
+              "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/alfworld_steps.py --expert-games 50 --no-prune "
+              "--task-types <task type>",
+              "```", ""]
+    lines += _table(saved.get("task_types_full_problem", {}))
+    path = DOCS_RESULTS / "alfworld_expert.md"
+    notes = ""
+    if path.exists() and NOTES_MARKER in path.read_text():
+        notes = path.read_text().split(NOTES_MARKER, 1)[1]
     DOCS_RESULTS.mkdir(parents=True, exist_ok=True)
-    (DOCS_RESULTS / "alfworld_expert.md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n\n" + NOTES_MARKER + (notes or "\n"))
 
 
 def main() -> None:
@@ -110,10 +150,12 @@ def main() -> None:
     parser.add_argument("--games-per-type", type=int, default=3)
     parser.add_argument("--expert-games", type=int, default=0, help="measure the expert's win rate instead")
     parser.add_argument("--plan-timeout", type=float, default=300.0, help="seconds; a timed-out plan is a loss")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="plan on the whole problem (TextWorld's planner as is), not the goal-relevant part first")
     parser.add_argument("--task-types", nargs="+", default=list(TASK_TYPES), choices=TASK_TYPES)
     args = parser.parse_args()
     if args.expert_games:
-        expert_win_rates(args.expert_games, args.task_types, args.plan_timeout)
+        expert_win_rates(args.expert_games, args.task_types, args.plan_timeout, prune=not args.no_prune)
         return
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -127,7 +169,7 @@ def main() -> None:
             env.reset(seed=seed, options={"task_type": task_type})
             resets.append(time.perf_counter() - t)
             t = time.perf_counter()
-            plan = env.expert_plan()
+            plan = env.expert_plan(prune=not args.no_prune)
             plans.append(time.perf_counter() - t)
             reward = 0.0
             for command in plan:
@@ -150,18 +192,22 @@ def main() -> None:
               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
               "step_ms": ms(steps), "reset_ms": ms(resets), "plan_ms": ms(plans)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "alfworld_steps.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = "alfworld_steps_full_problem" if args.no_prune else "alfworld_steps"
+    result["prune"] = not args.no_prune
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# ALFWorld step latency (expert policy)", "",
              f"{games} generated games ({args.games_per_type} per task type), expert won {wins}; "
              f"engine worker start + first game {start_s:.2f} s. Machine: {result['machine']}, "
              f"{os.cpu_count()} CPUs shared with other work (1-min load average {result['load_average'][0]} "
              f"before, {result['load_average'][1]} after). Command: "
-             f"`.venv/bin/python benchmarks/alfworld_steps.py --games-per-type {args.games_per_type}`.", "",
+             f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/alfworld_steps.py --games-per-type {args.games_per_type}"
+             f"{' --no-prune' if args.no_prune else ''}` (plan: "
+             f"{'the whole problem' if args.no_prune else 'the goal-relevant sub-problem first'}).", "",
              "| what | mean ms | p50 ms | p95 ms | n |", "|---|---|---|---|---|"]
     for key in ("step_ms", "reset_ms", "plan_ms"):
         r = result[key]
         lines.append(f"| {key.removesuffix('_ms')} | {r['mean']} | {r['p50']} | {r['p95']} | {r['n']} |")
-    (RESULTS / "alfworld_steps.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

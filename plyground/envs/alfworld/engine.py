@@ -49,11 +49,13 @@ def serve() -> None:  # pragma: no cover - runs in the worker process
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything the engine prints goes to stderr, not into the protocol
     inp = sys.stdin.buffer
+    import fast_downward
     import textworld
     from alfworld.agents.utils.misc import Demangler
     from textworld.envs.pddl import PddlEnv
 
     _cache_translation()
+    scratch = None  # a second copy of fast-downward for sub-problems; the env's copy holds the game
     env = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True, policy_commands=False))
     # The parsed grammar and the demangled names of the last few games, keyed by the game's texts:
     # parsing them is most of a load, and check_env, search and evaluation reset the same games again.
@@ -90,13 +92,38 @@ def serve() -> None:  # pragma: no cover - runs in the worker process
             elif op == "step":
                 state, _, _ = env.step(msg[1])
             elif op == "plan":
-                _write(out, ("ok", list(env._pddl_state.replan(env._entity_infos))))
+                if scratch is None and msg[1]:
+                    scratch = fast_downward.load_lib()
+                _write(out, ("ok", _plan(env, scratch if msg[1] else None)))
                 continue
             else:
                 raise ValueError(f"unknown op {op!r}")
             _write(out, ("ok", (state.feedback, bool(state["won"]), list(state["admissible_commands"]))))
         except Exception as exc:  # report to the parent, keep serving
             _write(out, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _plan(env: Any, scratch: Any) -> tuple[list[str], str]:  # pragma: no cover - runs in the worker process
+    """The planner's commands from the env's current state, and which problem gave them.
+
+    With a ``scratch`` library, first the goal-relevant sub-problem with one receptacle of the
+    goal's type, then with all of them (:mod:`plyground.envs.alfworld.planning`); the whole problem
+    only when neither has a plan.
+    """
+    from plyground.envs.alfworld import planning
+
+    if scratch is not None:
+        state = env._pddl_state
+        kinds = dict(state.name2type)
+        facts = [(f.name, tuple(a.name for a in f.arguments)) for f in state.facts if not f.name.startswith("not_")]
+        goal = planning.goal_section(env._game_data["pddl_problem"])
+        needs = planning.goal_needs(env._logic.domain, goal, kinds)
+        for keep, source in ((1, "pruned"), (None, "pruned_all_goal_receptacles")):
+            problem = planning.prune_problem(facts, kinds, needs, goal, max_goal_receptacles=keep)
+            commands = planning.solve(scratch, env._logic, problem, env._entity_infos)
+            if commands is not None:
+                return commands, source
+    return list(env._pddl_state.replan(env._entity_infos)), "full"
 
 
 def _cache_translation() -> None:  # pragma: no cover - runs in the worker process
@@ -131,6 +158,7 @@ class Engine:
         self._proc: subprocess.Popen[bytes] | None = None
         self._game: dict[str, Any] | None = None
         self._history: list[str] = []  # commands since the game was loaded or reset
+        self.last_plan_source = ""  # "pruned", "pruned_all_goal_receptacles" or "full"
 
     @property
     def pid(self) -> int | None:
@@ -188,10 +216,16 @@ class Engine:
         self._history.append(command)
         return result  # type: ignore[no-any-return]
 
-    def plan(self, timeout: float | None = None) -> list[str]:
+    def plan(self, timeout: float | None = None, prune: bool = True) -> list[str]:
         """The planner's commands to the goal; ``TimeoutError`` after ``timeout`` seconds (the
-        planner's search can take minutes in a large scene)."""
-        return self._call("plan", timeout=timeout)  # type: ignore[no-any-return]
+        planner's search on a whole large scene can take minutes).
+
+        ``prune=True`` plans on the goal-relevant sub-problem first and on the whole problem only
+        when that has no plan; ``prune=False`` plans on the whole problem, as TextWorld's
+        ``policy_commands`` do. :attr:`last_plan_source` says which problem gave the plan.
+        """
+        commands, self.last_plan_source = self._call("plan", prune, timeout=timeout)
+        return commands  # type: ignore[no-any-return]
 
     def close(self) -> None:
         proc, self._proc = self._proc, None

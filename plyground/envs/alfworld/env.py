@@ -6,7 +6,8 @@ ALFWorld's ``json_2.1.1``, or a list of either) or, by default, generated per ep
 (:mod:`plyground.envs.alfworld.generator`). Reward 1 when the goal holds; horizon 50 as ALFWorld's
 evaluation (``max_nb_steps_per_episode: 50``). A command that is not admissible answers
 "Nothing happens." as the engine does. ``put O in/on R`` is accepted for ``move O to R``.
-``expert_plan=True`` adds the planner's plan (fast-downward) to ``info["expert_plan"]`` each turn;
+``expert_plan=True`` adds the planner's plan (fast-downward, on the goal-relevant sub-problem first;
+see :mod:`plyground.envs.alfworld.planning`) to ``info["expert_plan"]`` each turn;
 :meth:`AlfWorldEnv.expert_plan` gives it on request.
 """
 
@@ -95,10 +96,17 @@ class AlfWorldEnv(TextEnv):
         obs, won, self.admissible = self.engine.step(command)
         return obs, float(won), won, self._info(won)
 
-    def expert_plan(self, timeout: float | None = None) -> list[str]:
+    def expert_plan(self, timeout: float | None = None, prune: bool = True) -> list[str]:
         """The planner's commands from the current state to the goal (fast-downward); raises
-        ``TimeoutError`` after ``timeout`` seconds, the episode's state kept."""
-        return self.engine.plan(timeout=timeout)
+        ``TimeoutError`` after ``timeout`` seconds, the episode's state kept.
+
+        By default the planner first solves the goal-relevant part of the scene (the goal's
+        objects, the receptacles they are in, the tools and a receptacle of the goal's type; see
+        :mod:`plyground.envs.alfworld.planning`), which stays fast in large kitchens where the
+        whole problem can take the planner minutes; ``prune=False`` plans on the whole problem.
+        Either way the commands are ordinary commands, checked by the engine when played.
+        """
+        return self.engine.plan(timeout=timeout, prune=prune)
 
     def close(self) -> None:
         self.engine.close()
