@@ -24,7 +24,7 @@ import random
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -56,6 +56,15 @@ def default_render(chat: Chat) -> str:
         return chat[0].content
     lines = [f"{m.role.capitalize()}: {m.content}" for m in chat]
     return "\n\n".join([*lines, "Assistant:"])
+
+
+def _prompt_params(params: SamplingParams, index: int) -> SamplingParams:
+    """The sampling parameters of prompt ``index`` of a call: a seeded call gives each prompt its
+    own seed, so repeated prompts (a GRPO group's first turn) are independent draws, not copies.
+    The spacing leaves room for the top-up requests' ``seed + k`` shifts."""
+    if params.seed is None or index == 0:
+        return params
+    return replace(params, seed=(params.seed + 7919 * index) % 2**31)
 
 
 @dataclass
@@ -166,8 +175,12 @@ class OpenAIBackend:
     async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """Like :meth:`generate`; the chats' requests run concurrently (``max_concurrency``)."""
         if self.mode == "chat":
-            return await self._gather([self._chat(chat, params) for chat in chats])
-        return await self._gather([self._complete(self.render(chat), params) for chat in chats])
+            return await self._gather(
+                [self._chat(chat, _prompt_params(params, i)) for i, chat in enumerate(chats)]
+            )
+        return await self._gather(
+            [self._complete(self.render(chat), _prompt_params(params, i)) for i, chat in enumerate(chats)]
+        )
 
     def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
         """Sample from token-id prompts through ``/completions`` (whatever ``mode`` is)."""
@@ -177,7 +190,9 @@ class OpenAIBackend:
         self, prompts: Sequence[list[int]], params: SamplingParams
     ) -> list[list[Completion]]:
         """Like :meth:`generate_ids`, awaitable."""
-        return await self._gather([self._complete(list(p), params) for p in prompts])
+        return await self._gather(
+            [self._complete(list(p), _prompt_params(params, i)) for i, p in enumerate(prompts)]
+        )
 
     def health(self, timeout_s: float = 5.0) -> bool:
         """Whether ``GET {base_url}/models`` answers 200 within ``timeout_s``."""

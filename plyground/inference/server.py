@@ -9,8 +9,10 @@ completions, whose request may hold several prompts) and ``token_ids`` per choic
 Requests that arrive together are batched: one worker thread collects them for a few
 milliseconds, groups those with equal sampling parameters and calls ``backend.generate_ids`` once
 per group. The backend therefore only ever sees one call at a time (it need not be thread-safe)
-and the event loop is never blocked. Requests with a ``seed`` run alone, so that a seed gives the
-same sample whatever else is in flight.
+and the event loop is never blocked. A ``seed`` must give the same sample whatever else is in
+flight: a backend that takes one seed per prompt (``hf``: ``generate_ids(..., seeds=...)`` and
+``prompt_seeds``) gets seeded requests batched with the others that share the rest of their
+parameters, each prompt with its own seed; with any other backend a seeded request runs alone.
 
 Run it with ``python -m plyground.inference.server --model tiny --port 8000`` (or ``serve``), or
 from code and tests with ``start_server``, which launches it as a subprocess and waits for health.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -33,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,6 +155,17 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _takes_per_prompt_seeds(backend: Any) -> bool:
+    """Whether ``backend.generate_ids`` takes ``seeds=`` (one per prompt) and says, through
+    ``prompt_seeds``, how it spreads one call's seed over its prompts."""
+    if not callable(getattr(backend, "prompt_seeds", None)):
+        return False
+    try:
+        return "seeds" in inspect.signature(backend.generate_ids).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
+
+
 class _Batcher:
     """One worker thread that turns queued requests into few ``generate_ids`` calls.
 
@@ -169,6 +183,7 @@ class _Batcher:
         # Held while the backend generates and while new weights are copied in, so that no batch
         # ever runs on half-updated weights.
         self.backend_lock = threading.Lock()
+        self.per_prompt_seeds = _takes_per_prompt_seeds(backend)
 
     async def submit(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         self._ensure_started()
@@ -216,16 +231,34 @@ class _Batcher:
     def _dispatch(self, batch: list[_Job]) -> None:
         groups: dict[str, list[_Job]] = {}
         for job in batch:
-            key = f"seeded-{id(job)}" if job.params.seed is not None else job.params.to_json()
+            if job.params.seed is None:
+                key = job.params.to_json()
+            elif self.per_prompt_seeds:
+                # The seed travels per prompt, so it need not match for requests to share a call.
+                key = replace(job.params, seed=None).to_json()
+            else:
+                key = f"seeded-{id(job)}"
             groups.setdefault(key, []).append(job)
         for jobs in groups.values():
             self._run_group(jobs)
+
+    def _generate(self, jobs: list[_Job]) -> list[list[Completion]]:
+        prompts = [p for job in jobs for p in job.prompts]
+        if len(jobs) == 1 or all(job.params.seed is None for job in jobs):
+            return self.backend.generate_ids(prompts, jobs[0].params)
+        # Each request's prompts get exactly the seeds the backend would give them in a call of
+        # their own, so a seeded request samples the same batched or alone.
+        seeds: list[int | None] = []
+        for job in jobs:
+            seeds.extend(self.backend.prompt_seeds(job.params.seed, len(job.prompts)))  # type: ignore[attr-defined]
+        params = replace(jobs[0].params, seed=None)
+        return self.backend.generate_ids(prompts, params, seeds=seeds)  # type: ignore[call-arg]
 
     def _run_group(self, jobs: list[_Job]) -> None:
         prompts = [p for job in jobs for p in job.prompts]
         try:
             with self.backend_lock:
-                results = self.backend.generate_ids(prompts, jobs[0].params)
+                results = self._generate(jobs)
             if len(results) != len(prompts):
                 raise BackendError(f"backend returned {len(results)} results for {len(prompts)} prompts")
         except Exception as exc:

@@ -260,10 +260,12 @@ def test_concurrency_limit_and_request_fields() -> None:
             assert len(backend.generate(chats, params)) == 10
         assert scripted.max_in_flight == 3
         body = scripted.bodies[0]
-        assert {k: body[k] for k in ("model", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "logprobs")} == {
-            "model": "m", "max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "n": 1, "stop": ["\n"], "seed": 1,
+        assert {k: body[k] for k in ("model", "max_tokens", "temperature", "top_p", "n", "stop", "logprobs")} == {
+            "model": "m", "max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "n": 1, "stop": ["\n"],
             "logprobs": True,
         }  # fmt: skip
+        # Each prompt of a seeded call has its own seed (prompt 0 keeps the call's).
+        assert sorted(b["seed"] for b in scripted.bodies) == [1 + 7919 * i for i in range(10)]
         assert "return_token_ids" not in body
         with OpenAIBackend("m", base_url=url, return_token_ids=True) as backend:
             backend.generate(chats[:1], SamplingParams(logprobs=False))
@@ -355,3 +357,19 @@ def test_a_non_openai_answer_is_a_backend_error() -> None:
     ):
         backend.generate(CHATS[:1], SamplingParams())
     assert f"unexpected response from {url}" in str(info.value)
+
+
+def test_a_seeded_call_gives_repeated_prompts_their_own_seeds(fake_url: str) -> None:
+    # A GRPO group sends one prompt several times with one seed: the copies must not share it,
+    # or a seeded server returns the same sample for each.
+    params = SamplingParams(max_tokens=64, temperature=1.0, seed=11)
+    with OpenAIBackend("m", base_url=fake_url) as backend:
+        for mode in ("chat", "completions"):
+            backend.mode = mode  # type: ignore[assignment]
+            got = backend.generate([CHATS[0]] * 3, params)
+            assert len({g[0].text for g in got}) == 3
+            assert backend.generate([CHATS[0]] * 3, params) == got  # still reproducible
+    scripted = Scripted()
+    with serve_in_thread(scripted.app) as url, OpenAIBackend("m", base_url=url) as backend:
+        got = backend.generate([CHATS[0]] * 3, params)
+    assert [g[0].text for g in got] == ["seed=11", f"seed={11 + 7919}", f"seed={11 + 2 * 7919}"]

@@ -250,7 +250,8 @@ def test_concurrent_requests_are_batched() -> None:
         ids = fake.tokenizer.encode(p)
         assert r.json()["choices"][0]["prompt_token_ids"] == ids
         assert r.json()["choices"][0]["text"] == fake._reply(ids, 0, SamplingParams(temperature=0)).text
-    # Eight unseeded requests with equal params share calls; each seeded one runs alone.
+    # Eight unseeded requests with equal params share calls; each seeded one runs alone, because this
+    # fake takes no per-prompt seeds (test_seeded_batching.py covers backends that do).
     unseeded = [size for size, params in fake.calls if params.seed is None]
     assert sum(unseeded) == 8 and len(unseeded) <= 3
     assert [size for size, params in fake.calls if params.seed is not None] == [1, 1]

@@ -16,6 +16,12 @@ from pathlib import Path
 import pytest
 
 WORKER = Path(__file__).with_name("dp_worker.py")
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,3 +57,19 @@ def test_data_parallel_run_resumes_exactly(tmp_path: Path) -> None:
     straight = _run(tmp_path / "straight", 2, 2)
     resumed = _run(tmp_path / "resumed", 2, 2, "1")
     assert resumed[0]["digest"] == resumed[1]["digest"] == straight[0]["digest"]
+
+
+@pytest.mark.slow  # one launch of two processes
+@pytest.mark.skipif(torch_cuda_available(), reason="checks the refusal on CPU-only machines")
+def test_fsdp_on_cpu_is_refused_not_run_unsharded(tmp_path: Path) -> None:
+    # accelerate (1.15) turns ACCELERATE_USE_FSDP into FSDP only on accelerators: on CPU processes it
+    # returned the model unwrapped, and with FSDP assumed on, no gradients were averaged (measured:
+    # the two ranks ended with different weights). The trainer must refuse instead.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_FSDP": "true",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           str(WORKER), str(tmp_path / "fsdp"), "2"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "FSDP was asked for (ACCELERATE_USE_FSDP) but there is no CUDA GPU" in done.stdout + done.stderr
+    assert not (tmp_path / "fsdp" / "result_0.json").exists()

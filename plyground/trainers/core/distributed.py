@@ -18,7 +18,13 @@ through ``Accelerator.prepare`` instead, which shards them; sampling then gather
 (:meth:`DataParallel.full_weights`). FSDP runs collectives inside forward, so every process must
 have the same number of micro-batches per step. **The FSDP path has not been run yet** (no
 multi-GPU machine so far); the averaging path is tested with two CPU processes
-(``tests/trainers/test_distributed.py``).
+(``tests/trainers/test_distributed.py``). FSDP cannot run on CPU processes: accelerate (1.15)
+turns an FSDP launch config into FSDP only on accelerators; on CPU it fails in
+``FullyShardedDataParallelPlugin`` when ``fsdp_sync_module_states`` is on ("There are currently
+no available devices found"), and otherwise silently sets up plain multi-CPU training and returns
+the model unwrapped. Then nothing would average the gradients and the processes would drift apart,
+so :class:`DataParallel` refuses FSDP without CUDA, and checks that accelerate really did set up
+FSDP.
 
 Single-process runs never import ``accelerate`` and take none of these paths.
 """
@@ -59,11 +65,23 @@ class DataParallel:
         self.fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes")
         self.accelerator: Any = None
         if self.fsdp:
+            if not torch.cuda.is_available():
+                raise RuntimeError(
+                    "FSDP was asked for (ACCELERATE_USE_FSDP) but there is no CUDA GPU: accelerate shards "
+                    "with FSDP only on accelerators, and on CPU processes it would train unsharded with no "
+                    "gradient averaging. Launch without the FSDP config for data parallel on CPU."
+                )
             try:
                 from accelerate import Accelerator
+                from accelerate.utils import DistributedType
             except ImportError as exc:  # pragma: no cover - accelerate is in the scale extra
                 raise ImportError("FSDP training needs accelerate: pip install 'plyground[scale]'") from exc
             self.accelerator = Accelerator()
+            if self.accelerator.distributed_type != DistributedType.FSDP:
+                raise RuntimeError(
+                    f"FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate set up "
+                    f"{self.accelerator.distributed_type}; nothing would shard the model or average gradients"
+                )
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.rank = int(dist.get_rank())
