@@ -1,20 +1,31 @@
 """Must-show C: one Agent Q iteration (MCTS with the policy -> step pairs -> DPO) raises greedy
-success over the starting policy on a small deterministic env (the U maze).
+success over the starting policy on a small deterministic env.
 
-The starting policy is the warm start of ``archer_vs_reinforce.py`` (a 2-layer, 64-wide Llama,
-SFT on a noisy maze expert), whose greedy play fails from several start cells. One iteration:
-MCTS (``--simulations`` per episode, ``k`` proposals sampled from the policy per expansion,
-random-move rollouts for leaf values, success reward discounted by ``mcts_gamma`` per step) on
-``--episodes`` env seeds; Agent Q pairs (sibling moves whose Q differ by at least ``theta``); then
-``--dpo-steps`` DPO steps with the iteration's starting policy as the reference.
+Env: ``Maze-v0`` (fully observed) on ``--maze rooms`` (default: a 9 x 9 maze of four linked rooms,
+35 start cells, shortest paths of 1 to 7 moves) or ``--maze double_t`` (LMRL-Gym's benchmark maze,
+25 start cells, paths up to 12 moves), ``--max-steps`` moves. Given the start cell the env is
+deterministic, so greedy play from each cell either reaches the goal or not.
 
-Evaluation, before and after, on the same episodes: greedy play from every open start cell of the
-maze (deterministic), and ``--sampled`` sampled episodes at temperature 1 on fixed env seeds.
+Per seed:
 
-Run from the repository root (about a minute on an H200; about 10 minutes on the shared 2-core
-CPU box with the settings of docs/results/agent_q_iteration.md)::
+1. **starting policy**: a small Llama (``--hidden`` wide, ``--layers`` deep) over SmolLM2's tokenizer
+   compacted to the maze's text (:func:`_common.small_policy` with a corpus of rendered expert and
+   noisy episodes from every start cell), SFT for ``--sft-steps`` steps on episodes of a noisy
+   expert (a random move with probability ``--eps``). Short SFT leaves a policy that walks part of
+   the maze and gets stuck elsewhere: the point Agent Q starts from.
+2. **one Agent Q iteration** (:class:`plyground.trainers.agent_q.AgentQTrainer`): MCTS from every
+   start cell (``--simulations`` simulations, ``k`` replies sampled from the policy per expansion at
+   ``--temperature``, ``--rollout`` leaf values, success discounted by ``--mcts-gamma`` per step),
+   Agent Q's sibling pairs (Q gap >= theta, both siblings visited >= ``--min-visits`` times), then
+   ``--dpo-epochs`` epochs of DPO on them (plus ``--nll-coef`` x the chosen replies' NLL) with the
+   proposing policy as the reference.
+3. **evaluation**, before and after, on the same episodes: greedy play from every start cell, and
+   ``--samples`` sampled episodes (T = 1) per start cell.
 
-    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/agent_q_iteration.py
+Run from the repository root (docs/results/agent_q_iteration.md gives the time and every setting
+tried)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/agent_q_iteration.py --seeds 0 1 2
 
 Writes ``docs/results/agent_q_iteration.{json,png}`` (``--quick``: under ``--out``).
 """
@@ -23,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,8 +44,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, episode_stats, evaluate, set_threads
-from archer_vs_reinforce import ENV_ID, maze_warm_policy
+from _common import RESULTS, chat_corpus, evaluate, noisy_chat_policy, set_threads, small_policy, warm_start
+
+ENV_ID = "Maze-v0"
+# "rooms": a 9 x 9 maze of four linked rooms, 35 start cells, shortest paths of 1 to 7 moves; short
+# enough that random-move rollouts from any cell reach the goal now and then, so MCTS values are
+# informative everywhere (in the double T, 12 moves from the far cells, they are almost all 0).
+ROOMS = ("#########", "#...#...#", "#.#.#.#.#", "#.#...#.#", "#...#...#", "#.#...#.#", "#.#.#.#.#", "#...#...#",
+         "#########")
+
+
+def env_kwargs_for(args: argparse.Namespace) -> dict[str, Any]:
+    if args.maze == "rooms":
+        from plyground.envs.lmrl.maze import MazeLayout
+
+        return {"maze": MazeLayout("rooms", ROOMS, goals=((3, 4),)), "max_steps": args.max_steps}
+    return {"maze": args.maze, "max_steps": args.max_steps}
 
 
 def start_cells(env_kwargs: dict[str, Any]) -> list[tuple[int, int]]:
@@ -44,99 +71,228 @@ def start_cells(env_kwargs: dict[str, Any]) -> list[tuple[int, int]]:
     return cells
 
 
-def measure(model: Any, tok: Any, env_kwargs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def maze_corpus(env_kwargs: dict[str, Any]) -> list[str]:
+    """Rendered chats of the expert and of noisy experts from every start cell, plus every move and
+    the invalid-action observation: all the text the policy reads and writes."""
+    import plyground
+    from plyground.envs.lmrl.maze import MOVES, MazeExpert
+    from plyground.inference.models import default_tokenizer
+    from plyground.rollout.agent import build_chat
+    from plyground.types import Turn
+
+    tok = default_tokenizer()
+    env = plyground.make(ENV_ID, **env_kwargs)
+    expert = MazeExpert(layout=env.layout)  # type: ignore[attr-defined]
+    chats = []
+    for eps in (0.0, 0.5):
+        for cell in start_cells(env_kwargs):
+            policy = noisy_chat_policy(expert.act, list(MOVES), eps=eps, salt=hash(cell) % 997)
+            obs, _ = env.reset(seed=0, options={"init_position": cell})
+            turns: list[Turn] = []
+            done = False
+            while not done:
+                chat = build_chat(env.instructions, turns, obs, [t.action for t in turns])  # type: ignore[attr-defined]
+                move = policy(chat)
+                turns.append(Turn(observation=obs, action=move))
+                obs, _, term, trunc, _ = env.step(move)
+                done = term or trunc
+            chats.append(build_chat(env.instructions, turns, obs, [t.action for t in turns]))  # type: ignore[attr-defined]
+    env.close()
+    texts = chat_corpus(tok, chats)
+    texts += [*MOVES, "Invalid action: reply with move up, move down, move left or move right."]
+    return texts
+
+
+def warm_policy(seed: int, args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The seed's starting policy; cached per seed, size, SFT setting and vocabulary (the cache key
+    hashes the compact vocabulary, so a model for another vocabulary is never loaded)."""
+    import torch
+
+    from plyground.envs.lmrl.maze import MOVES, MazeExpert
+
+    env_kwargs = env_kwargs_for(args)
+    model, tok = small_policy(seed=seed, hidden=args.hidden, layers=args.layers, corpus=maze_corpus(env_kwargs))
+    vocab = hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()[:10]
+    name = f"warm_{args.maze}_ms{args.max_steps}_h{args.hidden}l{args.layers}_eps{args.eps}_sft{args.sft_steps}_seed{seed}_v{vocab}.pt"
+    cache = Path(args.out) / name
+    if cache.exists():
+        model.load_state_dict(torch.load(cache))
+        model.eval()
+        return model, tok, env_kwargs
+    import plyground
+
+    env = plyground.make(ENV_ID, **env_kwargs)
+    expert = MazeExpert(layout=env.layout)  # type: ignore[attr-defined]
+    env.close()
+    policy = noisy_chat_policy(expert.act, list(MOVES), eps=args.eps, salt=seed)
+    t0 = time.time()
+    warm_start(model, tok, ENV_ID, env_kwargs, policy, episodes=64, steps=args.sft_steps, lr=args.sft_lr,
+               out_dir=str(Path(args.out) / f"sft_seed{seed}"), seed=seed)
+    print(f"seed {seed}: vocabulary {len(tok)}, SFT {args.sft_steps} steps in {time.time() - t0:.0f} s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), cache)
+    return model, tok, env_kwargs
+
+
+def rate(xs: list[bool]) -> dict[str, float]:
+    n = max(len(xs), 1)
+    p = sum(xs) / n
+    return {"rate": p, "se": math.sqrt(p * (1 - p) / n), "n": float(len(xs))}
+
+
+def measure(model: Any, tok: Any, env_kwargs: dict[str, Any], args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from plyground.rollout.collector import EpisodeSpec
 
     cells = start_cells(env_kwargs)
     greedy_specs = [EpisodeSpec(seed=0, episode=i, options={"init_position": c}) for i, c in enumerate(cells)]
     greedy = evaluate(model, tok, ENV_ID, env_kwargs, greedy_specs, temperature=0.0, max_tokens=5)
-    sampled_specs = [EpisodeSpec(seed=50_000 + i, episode=i) for i in range(args.sampled)]
-    sampled = evaluate(model, tok, ENV_ID, env_kwargs, sampled_specs, temperature=1.0, max_tokens=5, seed=args.seed)
+    sampled_specs = [EpisodeSpec(seed=50_000 + j, episode=j * len(cells) + i, options={"init_position": c})
+                     for j in range(args.samples) for i, c in enumerate(cells)]
+    sampled = evaluate(model, tok, ENV_ID, env_kwargs, sampled_specs, temperature=1.0, max_tokens=5, seed=1000 + seed)
     return {
-        "greedy": episode_stats(greedy),
-        "greedy_by_cell": {f"{c[0]},{c[1]}": {"success": t.success, "turns": t.num_turns, "moves": [x.action for x in t.turns]}
-                           for c, t in zip(cells, greedy, strict=True)},
-        "sampled": episode_stats(sampled),
+        "greedy": rate([t.success for t in greedy]),
+        "greedy_turns": sum(t.num_turns for t in greedy) / len(greedy),
+        "greedy_by_cell": {f"{c[0]},{c[1]}": bool(t.success) for c, t in zip(cells, greedy, strict=True)},
+        "sampled": rate([t.success for t in sampled]),
+        "sampled_turns": sum(t.num_turns for t in sampled) / len(sampled),
     }
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    from plyground.trainers.agent_q import AgentQConfig, AgentQTrainer
+
+    model, tok, env_kwargs = warm_policy(seed, args)
+    t0 = time.time()
+    before = measure(model, tok, env_kwargs, args, seed)
+    print(f"seed {seed} before: greedy {before['greedy']['rate']:.3f} sampled {before['sampled']['rate']:.3f} "
+          f"({time.time() - t0:.0f} s)", flush=True)
+    cells = start_cells(env_kwargs)
+    options = [{"init_position": list(c)} for c in cells]
+    # The DPO budget is set in epochs over the pairs: the number of pairs is only known after the
+    # search, so the trainer runs one search, then the script sizes the DPO to it.
+    cfg = AgentQConfig(
+        env_id=ENV_ID, env_kwargs=env_kwargs, episodes_per_iteration=len(cells) * args.search_repeats,
+        reset_options=options, steps_per_iteration=10**6, total_steps=1, simulations=args.simulations, k=args.k,
+        mcts_rollout=args.rollout, mcts_parallel=args.parallel, rollout_depth=args.max_steps, mcts_gamma=args.mcts_gamma, max_tokens=5,
+        temperature=args.temperature, theta=args.theta, beta=args.beta, reference="policy", nll_coef=args.nll_coef,
+        pair_min_visits=args.min_visits,
+        batch_size=args.batch, micro_batch_size=args.batch, lr=args.lr, seed=seed, mixed_precision="no",
+        warmup_steps=0, out_dir=str(Path(args.out) / f"agentq_seed{seed}"),
+    )
+    policy = copy.deepcopy(model)
+    t1 = time.time()
+    trainer = AgentQTrainer(cfg, model=policy, tokenizer=tok)
+    pairs, search_metrics = trainer.search(0)
+    search_s = time.time() - t1
+    steps = max(1, math.ceil(args.dpo_epochs * len(pairs) / args.batch))
+    print(f"seed {seed}: search {search_s:.0f} s, {len(pairs)} pairs -> {steps} DPO steps", flush=True)
+    cfg.total_steps = steps
+    trainer = AgentQTrainer(cfg, model=policy, tokenizer=tok)
+    # Hand the trainer the pairs already found (its first step would otherwise search again).
+    trainer.search = lambda iteration: (pairs, search_metrics)  # type: ignore[method-assign]
+    history = trainer.train() if pairs else []
+    train_s = time.time() - t1
+    after = measure(policy, tok, env_kwargs, args, seed)
+    print(f"seed {seed} after: greedy {after['greedy']['rate']:.3f} sampled {after['sampled']['rate']:.3f} "
+          f"(search+DPO {train_s:.0f} s)", flush=True)
+    dpo = [{k: float(v) for k, v in h.items() if k.startswith(("losses/", "rewards/")) and isinstance(v, (int, float))}
+           for h in history]
+    return {
+        "seed": seed,
+        "before": before,
+        "after": after,
+        "pairs": len(pairs),
+        "dpo_steps": steps,
+        "search": search_metrics,
+        "pair_examples": [{"state": p["prompt"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
+                           "q_chosen": p["meta"]["q_chosen"], "q_rejected": p["meta"]["q_rejected"]} for p in pairs[:4]],
+        "dpo_first_last": [dpo[0], dpo[-1]] if dpo else [],
+        "search_s": search_s,
+        "train_s": train_s,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("greedy", "sampled"):
+        for when in ("before", "after"):
+            vals = [r[when][key]["rate"] for r in runs]
+            out[f"{key}_{when}_mean"] = sum(vals) / len(vals)
+        diffs = [r["after"][key]["rate"] - r["before"][key]["rate"] for r in runs]
+        m = sum(diffs) / len(diffs)
+        sd = math.sqrt(sum((d - m) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else float("nan")
+        out[f"{key}_gain_mean"] = m
+        out[f"{key}_gain_se_over_seeds"] = sd / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+        out[f"{key}_gain_per_seed"] = diffs
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--episodes", type=int, default=6, help="env seeds searched in the iteration")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--maze", default="rooms")
+    ap.add_argument("--max-steps", type=int, default=12)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--eps", type=float, default=0.5, help="noise of the SFT expert")
+    ap.add_argument("--sft-steps", type=int, default=40)
+    ap.add_argument("--sft-lr", type=float, default=3e-3)
+    ap.add_argument("--search-repeats", type=int, default=1, help="MCTS trees per start cell")
     ap.add_argument("--simulations", type=int, default=48)
-    ap.add_argument("--temperature", type=float, default=1.0, help="proposal temperature")
     ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--dpo-steps", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--rollout", default="random", choices=["policy", "random"], help="MCTS leaf evaluation")
+    ap.add_argument("--parallel", type=int, default=8, help="MCTS simulations batched per policy call")
+    ap.add_argument("--temperature", type=float, default=1.0, help="proposal temperature")
     ap.add_argument("--mcts-gamma", type=float, default=0.9)
-    ap.add_argument("--sampled", type=int, default=32, help="sampled evaluation episodes")
-    # the warm start (shared with archer_vs_reinforce.py, same cache)
-    ap.add_argument("--max-steps", type=int, default=8)
-    ap.add_argument("--eps", type=float, default=0.5)
-    ap.add_argument("--sft-steps", type=int, default=60)
-    ap.add_argument("--warm-out", default="runs/multiturn/archer_vs_reinforce", help="where the warm start is cached")
+    ap.add_argument("--theta", type=float, default=0.1)
+    ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--nll-coef", type=float, default=1.0, help="RPO: NLL of the chosen replies added to DPO")
+    ap.add_argument("--min-visits", type=int, default=3, help="least visits of both siblings of a pair")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--dpo-epochs", type=float, default=4.0)
+    ap.add_argument("--samples", type=int, default=2, help="sampled evaluation episodes per start cell")
     ap.add_argument("--out", default="runs/multiturn/agent_q_iteration")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--quick", action="store_true", help="write the JSON/PNG under --out, not docs/results")
     args = ap.parse_args(argv)
     set_threads()
-    from plyground.trainers.agent_q import AgentQConfig, AgentQTrainer
-
-    warm_args = argparse.Namespace(out=args.warm_out, eps=args.eps, sft_steps=args.sft_steps, max_steps=args.max_steps)
-    model, tok, env_kwargs = maze_warm_policy(warm_args)
     t0 = time.time()
-    before = measure(model, tok, env_kwargs, args)
-    print("before", json.dumps({k: before[k] for k in ("greedy", "sampled")}), f"{time.time() - t0:.0f} s", flush=True)
-    cfg = AgentQConfig(
-        env_id=ENV_ID, env_kwargs=env_kwargs, episodes_per_iteration=args.episodes, steps_per_iteration=args.dpo_steps,
-        total_steps=args.dpo_steps, simulations=args.simulations, k=args.k, mcts_rollout="random", rollout_depth=args.max_steps,
-        mcts_gamma=args.mcts_gamma, max_tokens=5, temperature=args.temperature, theta=0.1, beta=args.beta, reference="policy",
-        batch_size=8, micro_batch_size=8, lr=args.lr, seed=args.seed, mixed_precision="no", out_dir=args.out,
-    )
-    policy = copy.deepcopy(model)
-    trainer = AgentQTrainer(cfg, model=policy, tokenizer=tok)
-    t1 = time.time()
-    history = trainer.train()
-    train_s = time.time() - t1
-    after = measure(policy, tok, env_kwargs, args)
-    print("after", json.dumps({k: after[k] for k in ("greedy", "sampled")}), flush=True)
-    pairs = trainer.pairs
-    payload = {
-        "config": vars(args),
-        "before": before,
-        "after": after,
-        "search": {k: v for k, v in history[0].items() if k.startswith(("env/", "charts/pairs"))},
-        "pairs": len(pairs),
-        "pair_examples": [{"state": p["prompt"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
-                           "q_chosen": p["meta"]["q_chosen"], "q_rejected": p["meta"]["q_rejected"]} for p in pairs[:6]],
-        "dpo": [{k: v for k, v in h.items() if k.startswith(("losses/", "step", "rewards/"))} for h in history],
-        "train_s": train_s,
-    }
+    runs = [run_seed(seed, args) for seed in args.seeds]
+    payload = {"config": vars(args), "summary": summarise(runs), "runs": runs, "wall_s": time.time() - t0}
+    print(json.dumps(payload["summary"], indent=1), flush=True)
     dest = Path(args.out) if args.quick else RESULTS
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "agent_q_iteration.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    plot(before, after, dest / "agent_q_iteration.png", len(pairs))
+    name = f"agent_q_iteration{args.tag}"
+    (dest / f"{name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    plot(runs, dest / f"{name}.png", args.maze)
     return payload
 
 
-def plot(before: dict[str, Any], after: dict[str, Any], path: Path, pairs: int) -> None:
+def plot(runs: list[dict[str, Any]], path: Path, maze: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    labels = ["start policy", "after 1 Agent Q iteration"]
-    for ax, key, title in ((axes[0], "greedy", "greedy, every start cell"), (axes[1], "sampled", "sampled (T=1)")):
-        vals = [before[key]["success_rate"], after[key]["success_rate"]]
-        ax.bar(labels, vals, color=["tab:gray", "tab:green"])
-        for i, v in enumerate(vals):
-            ax.text(i, v + 0.02, f"{v:.2f}", ha="center")
-        ax.set_ylim(0, 1.1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.38
+    for ax, key, title in ((axes[0], "greedy", "greedy, every start cell"),
+                           (axes[1], "sampled", "sampled (T=1), every cell x samples")):
+        xs = list(range(len(runs)))
+        for off, when, color in ((-width / 2, "before", "tab:gray"), (width / 2, "after", "tab:green")):
+            vals = [r[when][key]["rate"] for r in runs]
+            errs = [r[when][key]["se"] for r in runs]
+            ax.bar([x + off for x in xs], vals, width, yerr=errs, capsize=3, color=color,
+                   label="start policy" if when == "before" else "after 1 Agent Q iteration")
+            for x, v in zip(xs, vals, strict=True):
+                ax.text(x + off, v + 0.03, f"{v:.2f}", ha="center", fontsize=8)
+        ax.set_xticks(xs, [f"seed {r['seed']}" for r in runs])
+        ax.set_ylim(0, 1.15)
         ax.set_ylabel("success rate")
         ax.set_title(title)
-    fig.suptitle(f"Agent Q on the U maze: MCTS -> {pairs} step pairs -> DPO")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Agent Q on the {maze} maze: MCTS -> step pairs -> DPO (error bars: binomial SE)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -1,19 +1,27 @@
 """Must-show A: ArCHer vs turn-level REINFORCE on Maze (U maze), equal env steps, several seeds.
 
-Both trainers start from the same warm-started small policy (a 2-layer, 64-wide Llama with the
-SmolLM2 tokenizer, SFT on a noisy maze expert that plays a random move half of the time), sample
-``--episodes`` episodes per optimizer step with the same sampler, and take one actor step per
-rollout batch. ArCHer's first rollout batch trains only its critic (warm-up), so it is charged
-those env steps without an actor update. The curves are the rollout batches' own statistics (the
-episodes each step trained on), against cumulative env steps (turns played).
+Both trainers start from the same warm-started small policy (a 2-layer, 64-wide Llama whose
+tokenizer is SmolLM2's cut down to the maze's texts by ``compact_tokenizer``: 478 tokens instead of
+49,152; SFT on a noisy maze expert that plays a random move half of the time), sample
+``--episodes`` episodes per rollout batch with the same sampler and seeds, and take
+``--actor-epochs`` actor steps per batch. ArCHer's first rollout batch trains only its critic
+(warm-up), so it is charged those env steps without an actor update; after every batch its critic
+takes ``--critic-steps`` steps on replay-buffer samples. The curves are the rollout batches' own
+statistics (the episodes each step trained on: the sampling policy's performance, no extra env
+steps), against cumulative env steps (turns played).
 
-Run from the repository root (about 4 minutes on an H200 with ``--jobs 6``; on the shared 2-core
-CPU box a single step took 20-80 s, so three seeds take hours)::
+Run from the repository root; on the shared 2-core CPU box one rollout batch of 16 episodes took
+5-10 s for REINFORCE and 11-30 s for ArCHer (its critic steps), so split the runs over processes
+with ``--methods`` and join them with ``--merge``::
 
-    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/archer_vs_reinforce.py
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/archer_vs_reinforce.py --methods archer \
+        --steps 32 --episodes 16 --lr 1e-3 --critic-steps 50 --critic-context turn --tag A --quick
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/archer_vs_reinforce.py --methods reinforce \
+        --steps 32 --episodes 16 --lr 1e-3 --tag R --quick
+    .venv/bin/python examples/multiturn/archer_vs_reinforce.py --merge \
+        runs/multiturn/archer_vs_reinforce/archer_vs_reinforce_{A,R}.json --tag e16_lr1e-3
 
-Writes ``docs/results/archer_vs_reinforce.{json,png}`` (``--quick`` writes under the out folder
-instead, for tests).
+Writes ``docs/results/archer_vs_reinforce[_TAG].{json,png}`` (``--quick``: under ``--out`` instead).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from _common import (
     Deadline,
     EpisodeLog,
     OutOfTime,
+    evaluate,
     noisy_chat_policy,
     set_threads,
     small_policy,
@@ -40,17 +49,49 @@ from _common import (
 )
 
 ENV_ID = "Maze-v0"
+TRACE_KEYS = ("critic/advantage_raw_mean", "critic/advantage_std", "critic/q_mean", "critic/v_mean", "losses/critic",
+              "losses/entropy", "losses/clipfrac")
+
+
+def maze_corpus(max_steps: int) -> list[str]:
+    """Every text the maze policy must read and write: the episodes (as the model sees them, chat
+    template and default system prompt included) of the expert and of a random walker from every
+    start cell, and the four moves. Rendered with the full SmolLM2 tokenizer, then decoded."""
+    import plyground
+    from plyground.envs.lmrl.maze import MOVES, U_MAZE, MazeExpert
+    from plyground.inference.models import default_tokenizer
+    from plyground.inference.scripted import scripted_backend
+    from plyground.rollout.collector import RolloutConfig, collect_sync, episode_specs
+
+    tok = default_tokenizer()
+    expert = MazeExpert(layout=U_MAZE)
+    texts = [f"{m}{tok.eos_token}" for m in MOVES]
+    for eps in (0.0, 0.5, 1.0):
+        policy = noisy_chat_policy(expert.act, list(MOVES), eps=eps, salt=7)
+        trajs = collect_sync(
+            lambda: plyground.make(ENV_ID, maze="umaze", max_steps=max_steps), scripted_backend(policy, tok),
+            episode_specs(24, base_seed=50_000), RolloutConfig(track_tokens=True, concurrency=1),
+        )
+        texts += [tok.decode(t.tokens.token_ids) for t in trajs if t.tokens is not None]
+    return texts
 
 
 def maze_warm_policy(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    """The shared starting policy (cached under the out folder: SFT is the slow part)."""
+    """The shared starting policy (cached under the out folder: SFT is the slow part). The cache
+    key holds the vocabulary's hash and the model's size: a warm start only loads into the model
+    it was trained for."""
+    import hashlib
+
     import torch
 
     from plyground.envs.lmrl.maze import MOVES, U_MAZE, MazeExpert
 
     env_kwargs = {"maze": "umaze", "max_steps": args.max_steps}
-    model, tok = small_policy(seed=0)
-    cache = Path(args.out) / f"warm_eps{args.eps}_steps{args.sft_steps}_ms{args.max_steps}.pt"
+    model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=maze_corpus(args.max_steps))
+    vocab = hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()[:10]
+    cache = Path(args.out) / (
+        f"warm_v{len(tok)}-{vocab}_h{args.hidden}_l{args.layers}_eps{args.eps}_steps{args.sft_steps}_ms{args.max_steps}.pt"
+    )
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         return model, tok, env_kwargs
@@ -69,15 +110,18 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
 
     common = dict(
         env_id=ENV_ID, env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=5,
-        temperature=1.0, total_steps=args.steps, lr=args.lr, micro_batch_size=min(args.episodes, 8), seed=seed,
-        gamma=args.gamma, mixed_precision="no", out_dir=str(Path(args.out) / f"{method}_lr{args.lr:g}_seed{seed}"),
+        temperature=1.0, total_steps=args.steps * args.actor_epochs, lr=args.lr, num_iterations=args.actor_epochs,
+        concurrency=args.episodes, micro_batch_size=min(args.episodes, 8), seed=seed,
+        gamma=args.gamma, mixed_precision="no", out_dir=str(Path(args.out) / (args.tag or "default") / f"{method}_lr{args.lr:g}_seed{seed}"),
     )
     log = EpisodeLog(horizon=args.max_steps + 1)
-    hooks = [log, Deadline(args.deadline)]
+    trace = MetricTrace(TRACE_KEYS)
+    hooks = [log, trace, Deadline(args.deadline)]
     trainer: Any
     if method == "archer":
         cfg = ArCHerConfig(
-            **common, warmup_iters=1, critic_steps=args.critic_steps, center_advantages=bool(args.center), critic_batch=32, critic_lr=1e-3, tau=0.1,
+            **common, warmup_iters=1, critic_steps=args.critic_steps, center_advantages=bool(args.center), critic_batch=32,
+            critic_context=args.critic_context, critic_lr=1e-3, tau=0.1,
             critic={"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64},
         )
         trainer = ArCHerTrainer(cfg, model=copy.deepcopy(model), tokenizer=tok, on_update=hooks)
@@ -90,7 +134,27 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
     except OutOfTime as stop:
         print(f"{method} seed {seed}: {stop}", flush=True)
     print(f"{method} seed {seed}: {time.time() - start:.0f} s; last turns {[round(r['turns_mean'], 2) for r in log.rows[-5:]]}", flush=True)
+    for row, extra in zip(log.rows, trace.rows, strict=False):
+        row.update(extra)
     return log.rows
+
+
+class MetricTrace:
+    """``on_update`` hook: the trainer's ``keys`` metrics at the last actor step of each rollout
+    batch (one row per batch, aligned with :class:`EpisodeLog`'s rows)."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.rows: list[dict[str, float]] = []
+        self._seen: int | None = None
+
+    def __call__(self, trainer: Any) -> None:
+        row = {k: float(trainer.step_metrics[k]) for k in self.keys if k in trainer.step_metrics}
+        if trainer.rollout_index == self._seen and self.rows:
+            self.rows[-1].update(row)  # a later actor epoch on the same batch
+            return
+        self._seen = trainer.rollout_index
+        self.rows.append(row)
 
 
 def _worker(method: str, seed: int, arg_dict: dict[str, Any]) -> list[dict[str, float]]:
@@ -100,55 +164,90 @@ def _worker(method: str, seed: int, arg_dict: dict[str, Any]) -> list[dict[str, 
     return run_one(method, seed, model, tok, env_kwargs, args)
 
 
-def summarise(runs: dict[str, dict[int, list[dict[str, float]]]], last: int) -> dict[str, Any]:
-    """Per method, over seeds, at a common budget of env steps (the smallest any run reached, so a
-    run cut short by the time budget is compared at equal env steps): the start (first batch), the
-    mean of the last ``last`` batches within the budget, and the mean over all batches within it
-    (area under the curve: lower = fewer turns sooner)."""
-    common = min(rows[-1]["env_steps"] for by_seed in runs.values() for rows in by_seed.values())
-    out: dict[str, Any] = {"common_env_steps": common}
+def curve_at(rows: list[dict[str, float]], at: float, window: float, key: str = "turns_mean") -> float:
+    """Episode-weighted mean of ``key`` over the batches whose cumulative env steps fall in
+    ``(at - window, at]`` (the last batch at or before ``at`` when none does)."""
+    inside = [r for r in rows if at - window < r["env_steps"] <= at] or [r for r in rows if r["env_steps"] <= at][-1:]
+    weight = sum(r["episodes"] for r in inside)
+    return sum(r[key] * r["episodes"] for r in inside) / max(weight, 1.0)
+
+
+def auc(rows: list[dict[str, float]], budget: float, key: str = "turns_mean") -> float:
+    """Mean of ``key`` over env steps 0..``budget``: each batch's value counts for the env steps
+    it played (the area under the curve divided by the budget; lower turns = fewer turns sooner)."""
+    area, prev = 0.0, 0.0
+    for r in rows:
+        end = min(r["env_steps"], budget)
+        if end > prev:
+            area += r[key] * (end - prev)
+            prev = end
+    return area / max(prev, 1.0)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    n = len(values)
+    mean = sum(values) / max(n, 1)
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"mean": mean, "std": std, "se": std / max(n, 1) ** 0.5, "n": float(n)}
+
+
+def summarise(runs: dict[str, dict[int, list[dict[str, float]]]], checkpoints: int = 4) -> dict[str, Any]:
+    """Per method, over seeds, at a common budget of env steps (the smallest total any run reached,
+    so runs are compared at equal env steps): mean turns at ``checkpoints`` evenly spaced env-step
+    counts (each the mean over the batches of the preceding eighth of the budget, about 4-5
+    batches), the AUC, and the per-seed paired difference ArCHer - REINFORCE (a seed's two runs
+    start from the same weights and sampling seed)."""
+    budget = min(rows[-1]["env_steps"] for by_seed in runs.values() for rows in by_seed.values())
+    window = budget / 8
+    points = [round(budget * (k + 1) / checkpoints) for k in range(checkpoints)]
+    out: dict[str, Any] = {"common_env_steps": budget, "checkpoints": points, "window_env_steps": window}
+    per: dict[str, dict[str, dict[int, float]]] = {}
     for method, by_seed in runs.items():
-        within = {s: [r for r in rows if r["env_steps"] <= common] for s, rows in by_seed.items()}
-        first = [rows[0] for rows in by_seed.values()]
-        tail = [r for rows in within.values() for r in rows[-last:]]
-        every = [r for rows in within.values() for r in rows]
-        out[method] = {
-            "start_turns_mean": _mean(r["turns_mean"] for r in first),
-            "start_success_rate": _mean(r["success_rate"] for r in first),
-            "last_turns_mean": _mean(r["turns_mean"] for r in tail),
-            "last_success_rate": _mean(r["success_rate"] for r in tail),
-            "last_turns_to_success": _mean(r["turns_to_success"] for r in tail),
-            "auc_turns_mean": _mean(r["turns_mean"] for r in every),
-            "last_turns_mean_per_seed": {s: _mean(r["turns_mean"] for r in rows[-last:]) for s, rows in within.items()},
-            "auc_turns_mean_per_seed": {s: _mean(r["turns_mean"] for r in rows) for s, rows in within.items()},
-            "optimizer_steps_per_seed": {s: len(rows) for s, rows in by_seed.items()},
+        per[method] = {"start": {s: curve_at(rows, rows[0]["env_steps"], 1.0) for s, rows in by_seed.items()},
+                       "auc": {s: auc(rows, budget) for s, rows in by_seed.items()}}
+        for c in points:
+            per[method][f"turns@{c}"] = {s: curve_at(rows, c, window) for s, rows in by_seed.items()}
+            per[method][f"success@{c}"] = {s: curve_at(rows, c, window, "success_rate") for s, rows in by_seed.items()}
+        out[method] = {k: {**_stats(list(v.values())), "per_seed": v} for k, v in per[method].items()}
+        out[method]["batches_within_budget"] = {s: sum(r["env_steps"] <= budget for r in rows) for s, rows in by_seed.items()}
+    if {"archer", "reinforce"} <= set(per):
+        seeds = sorted(set(per["archer"]["auc"]) & set(per["reinforce"]["auc"]))
+        out["paired_archer_minus_reinforce"] = {
+            key: _stats([per["archer"][key][s] - per["reinforce"][key][s] for s in seeds])
+            for key in ["auc"] + [f"turns@{c}" for c in points]
         }
     return out
 
 
-def _mean(values: Any) -> float:
-    vals = list(values)
-    return sum(vals) / max(len(vals), 1)
-
-
-def plot(runs: dict[str, dict[int, list[dict[str, float]]]], path: Path, title: str) -> None:
+def plot(runs: dict[str, dict[int, list[dict[str, float]]]], path: Path, title: str, budget: float | None = None) -> None:
+    """Mean turns and success rate per rollout batch against cumulative env steps: thin lines per
+    seed (3-batch moving average), thick line the mean of the seeds (interpolated on a common grid)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     colors = {"archer": "tab:blue", "reinforce": "tab:orange"}
+    names = {"archer": "ArCHer", "reinforce": "turn-level REINFORCE"}
+    end = budget or min(rows[-1]["env_steps"] for by_seed in runs.values() for rows in by_seed.values())
     for method, by_seed in runs.items():
         for k, key in enumerate(("turns_mean", "success_rate")):
-            for seed, rows in by_seed.items():
+            start = max(rows[0]["env_steps"] for rows in by_seed.values())
+            grid = np.linspace(start, end, 100)
+            curves = []
+            for rows in by_seed.values():
                 xs = [r["env_steps"] for r in rows]
                 ys = _smooth([r[key] for r in rows], 3)
-                axes[k].plot(xs, ys, color=colors[method], alpha=0.85, lw=1.2,
-                             label=f"{method}" if seed == min(by_seed) else None)
-    axes[0].set_ylabel("mean episode length (turns; failure = horizon)")
+                axes[k].plot(xs, ys, color=colors[method], alpha=0.35, lw=0.8)
+                curves.append(np.interp(grid, xs, ys))
+            axes[k].plot(grid, np.mean(curves, axis=0), color=colors[method], lw=2.5,
+                         label=f"{names[method]} (mean of {len(curves)} seeds)")
+    axes[0].set_ylabel("mean turns per episode (failure = horizon)")
     axes[1].set_ylabel("success rate of the rollout batch")
     for ax in axes:
+        ax.axvline(end, color="grey", lw=0.8, ls=":")
         ax.set_xlabel("cumulative env steps (turns played)")
         ax.legend()
         ax.grid(alpha=0.3)
@@ -173,22 +272,53 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-steps", type=int, default=8, help="maze moves before the episode fails")
     ap.add_argument("--eps", type=float, default=0.5, help="random-move rate of the warm-start data")
     ap.add_argument("--sft-steps", type=int, default=60)
+    ap.add_argument("--hidden", type=int, default=64, help="policy width")
+    ap.add_argument("--layers", type=int, default=2, help="policy layers")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--gamma", type=float, default=0.95)
     ap.add_argument("--critic-steps", type=int, default=20)
+    ap.add_argument("--critic-context", default="observation", choices=["observation", "turn"],
+                    help="ArCHer: the critic's state text (the observation, or prefixed with the turn number)")
+    ap.add_argument("--actor-epochs", type=int, default=1, help="actor steps per rollout batch (both methods; PPO clip)")
     ap.add_argument("--center", type=int, default=1, help="ArCHer: centre the actor advantages (1) or not (0)")
-    ap.add_argument("--last", type=int, default=5, help="batches averaged for the final figure")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--out", default="runs/multiturn/archer_vs_reinforce")
     ap.add_argument("--quick", action="store_true", help="write the JSON/PNG under --out, not docs/results")
     ap.add_argument("--time-budget-s", type=float, default=None, help="stop every run after this long (curves so far kept)")
+    ap.add_argument("--methods", nargs="+", default=["archer", "reinforce"], choices=["archer", "reinforce"])
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="no training: merge the runs of these result JSONs (same config but --methods/--seeds), "
+                    "summarise and plot them into docs/results/archer_vs_reinforce[_TAG]")
+    ap.add_argument("--eval-start", type=int, default=0,
+                    help="no training: play this many episodes (T = 1, max-tokens 5) with the warm start and write "
+                    "their statistics to --out/start_eval_sft<N>.json")
+    ap.add_argument("--from-metrics", nargs="+", default=None,
+                    help="no training: rebuild the curves of trainer out folders (METHOD:SEED:DIR, one actor step per "
+                    "batch) from their metrics.jsonl, for a run whose process was stopped before it wrote its JSON")
     args = ap.parse_args(argv)
+    if args.from_metrics:
+        runs_in: dict[str, dict[int, list[dict[str, float]]]] = {}
+        for item in args.from_metrics:
+            method, seed, folder = item.split(":", 2)
+            runs_in.setdefault(method, {})[int(seed)] = rows_from_metrics(Path(folder))
+        payload = {"config": {**vars(args), "rebuilt_from": args.from_metrics}, "summary": summarise(runs_in), "runs": runs_in}
+        dest = Path(args.out) if args.quick else RESULTS
+        name = "archer_vs_reinforce" + (f"_{args.tag}" if args.tag else "")
+        (dest / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+        plot(runs_in, dest / f"{name}.png", _title(vars(args)) + " (rebuilt from metrics.jsonl)")
+        print(json.dumps(payload["summary"], indent=1))
+        print(markdown_table(payload["summary"]))
+        return payload
+    if args.eval_start:
+        return eval_start(args)
+    if args.merge:
+        return merge(args.merge, args.tag, Path(args.out) if args.quick else RESULTS)
     args.deadline = time.time() + args.time_budget_s if args.time_budget_s else None
     set_threads()
     model, tok, env_kwargs = maze_warm_policy(args)
-    runs: dict[str, dict[int, list[dict[str, float]]]] = {"archer": {}, "reinforce": {}}
-    jobs = [(method, seed) for seed in args.seeds for method in ("archer", "reinforce")]
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {m: {} for m in args.methods}
+    jobs = [(method, seed) for seed in args.seeds for method in args.methods]
     if args.jobs > 1:
         # Separate processes (spawned: safe with CUDA), each loading the cached warm start.
         import multiprocessing
@@ -201,16 +331,109 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         for method, seed in jobs:
             runs[method][seed] = run_one(method, seed, model, tok, env_kwargs, args)
-    summary = summarise(runs, args.last)
+    summary = summarise(runs)
     dest = Path(args.out) if args.quick else RESULTS
     dest.mkdir(parents=True, exist_ok=True)
     payload = {"config": vars(args), "summary": summary, "runs": runs}
     name = "archer_vs_reinforce" + (f"_{args.tag}" if args.tag else "")
     (dest / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
-    plot(runs, dest / f"{name}.png",
-         f"U maze ({args.max_steps} moves), {len(args.seeds)} seeds, {args.episodes} episodes/step, lr {args.lr:g}")
+    plot(runs, dest / f"{name}.png", _title(vars(args)))
     print(json.dumps(summary, indent=1))
     return payload
+
+
+def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
+    """Merge result JSONs of runs split across processes (by ``--methods``/``--seeds``) that share
+    every other setting, then summarise and plot them."""
+    payloads = [json.loads(Path(p).read_text()) for p in paths]
+    # Settings that do not change a run (bookkeeping), that only ArCHer reads, or the run length
+    # (the summary compares at the env steps all runs reached) may differ.
+    ignore = {"methods", "seeds", "tag", "out", "quick", "deadline", "time_budget_s", "jobs", "merge", "replot",
+              "critic_context", "steps", "eval_start", "from_metrics"}
+    base = {k: v for k, v in payloads[0]["config"].items() if k not in ignore}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {}
+    for p, payload in zip(paths, payloads, strict=True):
+        other = {k: v for k, v in payload["config"].items() if k not in ignore}
+        if other != base:
+            raise ValueError(f"{p}: a different config: {set(other.items()) ^ set(base.items())}")
+        for method, by_seed in payload["runs"].items():
+            runs.setdefault(method, {}).update({int(s): rows for s, rows in by_seed.items()})
+    config = {**base, "seeds": sorted({s for by in runs.values() for s in by}), "merged_from": paths,
+              "configs": [p["config"] for p in payloads]}
+    summary = summarise(runs)
+    name = "archer_vs_reinforce" + (f"_{tag}" if tag else "")
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {"config": config, "summary": summary, "runs": runs}
+    (dest / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    plot(runs, dest / f"{name}.png", _title(config))
+    print(json.dumps(summary, indent=1))
+    print(markdown_table(summary))
+    return out
+
+
+def rows_from_metrics(folder: Path) -> list[dict[str, float]]:
+    """:class:`EpisodeLog` rows (plus the critic trace) rebuilt from a trainer's ``metrics.jsonl``
+    (one actor step per rollout batch): the same batch statistics, logged by the trainer itself."""
+    cfg = json.loads((folder / "config.json").read_text())
+    if int(cfg.get("num_iterations", 1)) != 1:
+        raise ValueError(f"{folder}: rebuilding needs one actor step per batch")
+    episodes = float(cfg["tasks_per_step"] * cfg["group_size"])
+    rows, env_steps = [], 0.0
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        m = json.loads(line)
+        env_steps += round(m["env/turns_mean"] * episodes)
+        row = {"step": float(m["step"]), "env_steps": env_steps, "episodes": episodes,
+               "success_rate": m["env/success_rate"], "turns_mean": m["env/turns_mean"],
+               "turns_to_success": m.get("env/turns_to_success", float("nan")), "reward_mean": m["env/reward_mean"]}
+        row.update({k: m[k] for k in TRACE_KEYS if k in m})
+        rows.append(row)
+    return rows
+
+
+def eval_start(args: argparse.Namespace) -> dict[str, Any]:
+    """The starting policy's mean turns and success over ``--eval-start`` sampled episodes (the
+    same sampling as training: T = 1, 5 tokens), with standard errors."""
+    from plyground.rollout.collector import episode_specs
+
+    set_threads()
+    model, tok, env_kwargs = maze_warm_policy(args)
+    trajs = evaluate(model, tok, ENV_ID, env_kwargs, episode_specs(args.eval_start, base_seed=777_000),
+                     temperature=1.0, max_tokens=5, seed=777)
+    turns = [float(t.num_turns) for t in trajs]
+    wins = [float(t.success) for t in trajs]
+    out = {"episodes": len(trajs), "turns": _stats(turns), "success": _stats(wins)}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"start_eval_sft{args.sft_steps}.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The summary as a markdown table: mean turns ± std over seeds at each checkpoint, the AUC, and
+    the paired difference ArCHer - REINFORCE (mean ± standard error over seeds)."""
+    points = summary["checkpoints"]
+    head = ["method", "first batch"] + [f"turns @ {c} env steps" for c in points] + ["AUC (mean turns)"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for method in ("archer", "reinforce"):
+        if method not in summary:
+            continue
+        m = summary[method]
+        cells = [method, f"{m['start']['mean']:.2f}"] + [
+            f"{m[f'turns@{c}']['mean']:.2f} ± {m[f'turns@{c}']['std']:.2f}" for c in points
+        ] + [f"{m['auc']['mean']:.2f} ± {m['auc']['std']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    paired = summary.get("paired_archer_minus_reinforce")
+    if paired:
+        cells = ["ArCHer - REINFORCE (paired, ± s.e.)", ""] + [
+            f"{paired[f'turns@{c}']['mean']:+.2f} ± {paired[f'turns@{c}']['se']:.2f}" for c in points
+        ] + [f"{paired['auc']['mean']:+.2f} ± {paired['auc']['se']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _title(cfg: dict[str, Any]) -> str:
+    return (f"U maze ({cfg['max_steps']} moves), {len(cfg['seeds'])} seeds, {cfg['episodes']} episodes/batch, "
+            f"lr {cfg['lr']:g}, {cfg.get('actor_epochs', 1)} actor step(s)/batch, warm start {cfg.get('sft_steps', 60)} SFT steps")
 
 
 if __name__ == "__main__":

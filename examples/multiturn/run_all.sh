@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the multi-turn must-show experiments A (ArCHer vs REINFORCE, two learning rates), B (SCoRe)
-# and C (Agent Q) side by side, each writing docs/results/<name>.{json,png}; logs go to $1.
+# Run the multi-turn must-show experiments A (ArCHer vs REINFORCE, two learning rates, 3 seeds), B (SCoRe)
+# C (Agent Q) and D (BFS-Prover) side by side, each writing docs/results/<name>.{json,png}; logs go to $1.
 # Needs ~16 cores (15 single-threaded processes; a GPU is used when torch sees one).
 #   bash examples/multiturn/run_all.sh runs/multiturn/logs 300
 # $2: wall-clock budget in seconds for the training runs of A and B (curves so far are kept).
@@ -11,12 +11,21 @@ PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
 mkdir -p "$LOGS"
 cd "$(dirname "$0")/../.."
-A="examples/multiturn/archer_vs_reinforce.py --jobs 6 --steps 200 --episodes 32 --center 1 --time-budget-s $BUDGET"
-$PY $A --lr 1e-4 > "$LOGS/A_lr1e-4.log" 2>&1 &
-$PY $A --lr 3e-4 --tag lr3e-4 > "$LOGS/A_lr3e-4.log" 2>&1 &
+# A: one process per (learning rate, method); ArCHer's critic makes its runs ~3x slower per batch.
+A="examples/multiturn/archer_vs_reinforce.py --jobs 1 --episodes 16 --center 1 --critic-steps 50 --critic-context turn --quick"
+AO=runs/multiturn/archer_vs_reinforce
+# First the shared warm start (cached under $AO) and its measured start point (128 episodes).
+$PY examples/multiturn/archer_vs_reinforce.py --eval-start 128 --out $AO > "$LOGS/A_start.log" 2>&1
+for LR in 1e-3 3e-3; do
+  $PY $A --methods archer --steps 32 --lr $LR --tag A_archer_$LR > "$LOGS/A_archer_$LR.log" 2>&1 &
+  $PY $A --methods reinforce --steps 32 --lr $LR --tag A_reinforce_$LR > "$LOGS/A_reinforce_$LR.log" 2>&1 &
+done
 $PY examples/multiturn/score_selfcorrect.py --jobs 2 --steps 100 --stage1-steps 40 --sft-steps 300 --lr 3e-4 \
   --time-budget-s "$((BUDGET - 60))" > "$LOGS/B.log" 2>&1 &
-[ "${RUN_C:-1}" = 1 ] && $PY examples/multiturn/agent_q_iteration.py --temperature 2.0 --k 6 --episodes 12 --simulations 64 --dpo-steps 16 > "$LOGS/C.log" 2>&1 &
+[ "${RUN_C:-1}" = 1 ] && $PY examples/multiturn/agent_q_iteration.py --seeds 0 1 2 > "$LOGS/C.log" 2>&1 &
+[ "${RUN_D:-1}" = 1 ] && $PY examples/multiturn/bfs_prover_round.py --seeds 0 1 2 --samples 6 > "$LOGS/D.log" 2>&1 &
 wait
-tar czf "$LOGS/results.tgz" docs/results/archer_vs_reinforce* docs/results/score_selfcorrect* docs/results/agent_q_iteration* 2>/dev/null
+$PY examples/multiturn/archer_vs_reinforce.py --merge $AO/archer_vs_reinforce_A_{archer,reinforce}_1e-3.json >> "$LOGS/A_merge.log" 2>&1
+$PY examples/multiturn/archer_vs_reinforce.py --merge $AO/archer_vs_reinforce_A_{archer,reinforce}_3e-3.json --tag lr3e-3 >> "$LOGS/A_merge.log" 2>&1
+tar czf "$LOGS/results.tgz" docs/results/archer_vs_reinforce* docs/results/score_selfcorrect* docs/results/agent_q_iteration* docs/results/bfs_prover_round* 2>/dev/null
 echo done

@@ -87,6 +87,8 @@ class SolvedStates(Protocol):
 
     def record(self, success: Node) -> None: ...
 
+    def items(self) -> list[tuple[str, tuple[str, ...]]]: ...
+
     def __contains__(self, key: object) -> bool: ...
 
     def __len__(self) -> int: ...
@@ -135,6 +137,11 @@ class SolvedCache:
         """``size`` (states cached) and ``hits`` (lookups that found one)."""
         with self._lock:
             return {"size": len(self._solved), "hits": self.hits}
+
+    def items(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every cached state with its actions (for checkpoints)."""
+        with self._lock:
+            return list(self._solved.items())
 
     def contains(self, key: str) -> bool:
         """``key in cache`` without counting a hit (a method, so a Ray actor can serve it)."""

@@ -91,6 +91,10 @@ class RaySolvedCache:
         result: dict[str, int] = self._call("info")
         return result
 
+    def items(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every cached state with its actions (one round trip; for checkpoints)."""
+        return [(k, tuple(v)) for k, v in self._call("items")]
+
     @property
     def hits(self) -> int:
         """Lookups that found a solved state, over every search that used the actor."""

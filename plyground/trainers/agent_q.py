@@ -25,6 +25,7 @@ import torch
 
 from plyground.trainers.core.data import prompt_response_record
 from plyground.trainers.core.loop import EpochSampler, StepTotals, SyncWeights, TrainConfig, Trainer, hfield
+from plyground.trainers.core.losses import dpo_loss
 from plyground.trainers.dpo import DPOTrainer
 from plyground.types import SamplingParams
 
@@ -36,6 +37,10 @@ class AgentQConfig(TrainConfig):
     env_id: str = hfield("GuessNumber-v0", "a small deterministic multi-turn env")
     env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "env constructor arguments"})
     episodes_per_iteration: int = hfield(4, "env seeds searched per iteration")
+    reset_options: list[dict[str, Any]] = field(
+        default_factory=list,
+        metadata={"help": "reset options of the searched episodes, cycled (e.g. every start cell); empty: the env's own draw"},
+    )
     steps_per_iteration: int = hfield(4, "DPO optimizer steps per iteration")
     simulations: int = hfield(16, "MCTS simulations per episode")
     k: int = hfield(4, "actions sampled per expansion")
@@ -44,12 +49,15 @@ class AgentQConfig(TrainConfig):
     self_critique: bool = hfield(False, "rank proposals with the same model (Agent Q's self-critique)")
     mcts_rollout: Literal["policy", "random", "none"] = hfield("policy", "MCTS leaf evaluation")
     rollout_depth: int = hfield(10, "most steps of an MCTS rollout")
+    mcts_parallel: int = hfield(1, "MCTS paths selected (with virtual loss) and expanded/rolled out in one batched call")
     mcts_gamma: float = hfield(1.0, "MCTS discount per step (< 1: of two successful moves, the shorter path has the higher Q)")
     max_tokens: int = hfield(16, "tokens per proposed action")
     temperature: float = hfield(1.0, "proposal temperature")
     theta: float = hfield(0.1, "least Q gap for a preference pair")
     beta: float = hfield(0.1, "DPO temperature")
     label_smoothing: float = hfield(0.0, "conservative DPO")
+    nll_coef: float = hfield(0.0, "weight of the chosen replies' per-token NLL added to DPO (RPO; 0: plain DPO)")
+    pair_min_visits: int = hfield(1, "least visits of both siblings of a pair (more: Q from more than one rollout)")
     reference: Literal["policy", "behaviour"] = hfield(
         "policy", "policy: logprobs under the iteration's starting weights; behaviour: stored sampling logprobs"
     )
@@ -60,6 +68,10 @@ class AgentQConfig(TrainConfig):
         super().__post_init__()
         if self.episodes_per_iteration < 1 or self.steps_per_iteration < 1 or self.simulations < 1 or self.k < 2:
             raise ValueError("episodes_per_iteration, steps_per_iteration, simulations >= 1 and k >= 2")
+        if self.nll_coef < 0 or self.pair_min_visits < 1:
+            raise ValueError("nll_coef must be >= 0 and pair_min_visits >= 1")
+        if self.mcts_parallel < 1:
+            raise ValueError(f"mcts_parallel must be >= 1, got {self.mcts_parallel}")
         if not 0 < self.mcts_gamma <= 1:
             raise ValueError(f"mcts_gamma must be in (0, 1], got {self.mcts_gamma}")
         if self.beta <= 0 or self.theta < 0:
@@ -104,14 +116,21 @@ class AgentQTrainer(DPOTrainer):
         mcfg = MCTSConfig(
             simulations=c.simulations, k=c.k, c_exp=c.c_exp, alpha=c.mcts_alpha,
             rollout=c.mcts_rollout, rollout_depth=c.rollout_depth, gamma=c.mcts_gamma, stop_on_success=False, seed=c.seed + iteration,
+            parallel=c.mcts_parallel,
         )
         pairs: list[dict[str, Any]] = []
         solved = 0
         for i in range(c.episodes_per_iteration):
             seed = c.seed * 1_000_003 + iteration * c.episodes_per_iteration + i
-            result = mcts(lambda: plyground.make(c.env_id, **c.env_kwargs), proposer, mcfg, critic, seed=seed, env_id=c.env_id)
+            # Explicit reset options let an iteration search chosen start states (every start cell
+            # of a maze, say) instead of whatever the seeds happen to draw.
+            extra = {"options": dict(c.reset_options[i % len(c.reset_options)])} if c.reset_options else {}
+            result = mcts(
+                lambda: plyground.make(c.env_id, **c.env_kwargs), proposer, mcfg, critic, seed=seed, env_id=c.env_id,
+                **extra,
+            )
             solved += int(result.success)
-            pairs += agentq_pairs(result, PairConfig(theta=c.theta, alpha=c.mcts_alpha if critic else 1.0))
+            pairs += agentq_pairs(result, PairConfig(theta=c.theta, min_visits=c.pair_min_visits, alpha=c.mcts_alpha if critic else 1.0))
         return pairs, {"env/search_success": solved / c.episodes_per_iteration, "charts/pairs": float(len(pairs))}
 
     def load_iteration_pairs(self, pairs: list[dict[str, Any]]) -> None:
@@ -146,7 +165,27 @@ class AgentQTrainer(DPOTrainer):
         return super().make_step_batch()
 
     def compute_loss(self, micro: dict[str, torch.Tensor], totals: StepTotals) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, metrics = super().compute_loss(micro, totals)
+        sums = self._sums(micro)
+        ref = micro["ref"].to(sums.device)
+        per_pair, chosen_r, rejected_r = dpo_loss(
+            sums[:, 0], sums[:, 1], ref[:, 0], ref[:, 1], self.config.beta, self.config.label_smoothing
+        )
+        loss = per_pair.sum() / totals.sequences
+        margin = chosen_r - rejected_r
+        metrics = {
+            "losses/dpo": float(per_pair.detach().mean()),
+            "charts/reward_chosen": float(chosen_r.mean()),
+            "charts/reward_rejected": float(rejected_r.mean()),
+            "charts/margin": float(margin.mean()),
+            "charts/accuracy": float((margin > 0).float().mean()),
+        }
+        if self.config.nll_coef > 0:
+            # DPO alone can lower the chosen reply's likelihood too (both fall, the rejected faster),
+            # which moves greedy choices to a third reply; the NLL term holds the chosen one up.
+            tokens = micro["loss_mask"][:, 0].to(sums.device).sum(-1).clamp(min=1.0)
+            nll = -(sums[:, 0] / tokens)
+            loss = loss + self.config.nll_coef * nll.sum() / totals.sequences
+            metrics["losses/chosen_nll"] = float(nll.detach().mean())
         if "weight" in micro:
             loss = loss * 0.0
         return loss, metrics

@@ -14,6 +14,9 @@ One rollout iteration (every ``num_iterations`` actor steps):
    (PPO-clip at ratio 1 on the first actor step). Before warm-up ends the advantages are 0, so the
    actor does not move.
 
+The reference's ``actor_epochs`` (several actor steps per iteration) is GRPO's ``num_iterations``:
+the advantages are computed once per rollout batch and reused, with PPO-clip on the later steps.
+
 Deviation, kept small for CPU scale: the V target uses the buffer's action (``a_pi`` = what the
 behaviour policy did), exact for the freshest rollouts; the actor's states are the latest rollout's
 (on-policy), not a fresh sample of buffer states.
@@ -29,6 +32,7 @@ import torch
 
 from plyground.trainers.baselines import spread_per_turn
 from plyground.trainers.core.critic import (
+    STATE_CONTEXTS,
     CriticConfig,
     DoubleCritic,
     ReplayBuffer,
@@ -36,6 +40,7 @@ from plyground.trainers.core.critic import (
     critic_loss,
     make_target,
     soft_update,
+    state_text,
     trajectory_transitions,
 )
 from plyground.trainers.core.loop import hfield
@@ -68,6 +73,10 @@ class ArCHerConfig(GRPOConfig):
         False, "subtract the batch mean from the actor advantages (a lagging V makes min(Q) - min(V) biased; "
         "a positive bias raises every sampled action and can collapse the policy)"
     )
+    critic_context: Literal["observation", "turn"] = hfield(
+        "observation", "the critic's state text: the observation, or 'turn k: ' + observation (the value of a "
+        "state depends on the turns left when the env ends at a horizon)"
+    )
     loss_agg: Literal["sequence", "token", "constant"] = hfield("token", "token-level normalisation")
     lr: float = hfield(1e-4, "actor peak learning rate (AdamW)")
 
@@ -78,6 +87,8 @@ class ArCHerConfig(GRPOConfig):
         if self.critic_steps < 0 or self.critic_batch < 1 or self.warmup_iters < 0 or self.buffer_size < 1:
             raise ValueError("critic_steps, warmup_iters >= 0; critic_batch, buffer_size >= 1")
         CriticConfig(**self.critic)  # unknown keys fail here
+        if self.critic_context not in STATE_CONTEXTS:
+            raise ValueError(f"critic_context must be one of {STATE_CONTEXTS}, got {self.critic_context!r}")
 
 
 class ArCHerTrainer(GRPOTrainer):
@@ -120,7 +131,7 @@ class ArCHerTrainer(GRPOTrainer):
         trajs = super().sample(rollout_index)
         for t in trajs:
             if t.error is None and t.turns:
-                self.replay.extend(trajectory_transitions(t, self.config.gamma))
+                self.replay.extend(trajectory_transitions(t, self.config.gamma, self.config.critic_context))
         if len(self.replay) and self.config.critic_steps:
             self.step_metrics.update(self.critic_update(self.config.critic_steps))
         self.step_metrics["charts/buffer_size"] = float(len(self.replay))
@@ -138,7 +149,7 @@ class ArCHerTrainer(GRPOTrainer):
         self.step_metrics["charts/actor_on"] = float(actor_on)
         if not actor_on:
             return torch.zeros_like(batch["loss_mask"])
-        obs = [turn.observation for t in trajectories for turn in t.turns]
+        obs = [state_text(turn.observation, i, self.config.critic_context) for t in trajectories for i, turn in enumerate(t.turns)]
         acts = [turn.action for t in trajectories for turn in t.turns]
         self.critic.eval()
         flat = advantages(self.critic, self.tokenizer, obs, acts, self.device) if obs else torch.zeros(0)

@@ -7,9 +7,14 @@ One round (every ``steps_per_round`` optimizer steps):
    the time are dropped (the model already knows them);
 2. **search**: :func:`plyground.search.best_first` on the rest with the current policy as proposer
    (``width`` tactics per node, ``priority = cum_logprob / depth ** alpha``). All searches share one
-   in-process :class:`~plyground.search.SolvedCache`, so a state proved once (a subgoal) is closed by
-   replay in every later search; across machines it would be a Ray actor (``ray.remote(SolvedCache)``),
-   not done here;
+   solved-state cache (:func:`~plyground.search.shared_solved_cache`: a Ray actor when Ray is up,
+   in-process otherwise), so a state proved once (a subgoal) is closed by replay in every later
+   search. With ``planner=True``, a theorem the search did not prove goes to V2's planner
+   (:func:`plyground.search.prove_with_subgoals`): the policy itself, prompted as a planner, splits
+   it into lemmas; ``provers`` parallel searches prove them (sharing the cache, and a lemma store
+   kept across rounds), a search proves the theorem from them, ``coqc`` checks the assembled
+   script, and the planner replans on failure (``max_plans``). Coq envs only (the task's statement
+   is needed);
 3. **data**: found proofs become SFT chats (:func:`plyground.search.sft_examples`), and along each
    proof the path tactic is preferred to every *erroring* sibling (:func:`plyground.search.bfs_pairs`);
    both accumulate over rounds;
@@ -17,8 +22,7 @@ One round (every ``steps_per_round`` optimizer steps):
    policy). Every ``retrain_from_base_every`` rounds the weights (and optimizer) are reset to the base
    model and training restarts on everything accumulated (V2's periodic retraining).
 
-Not done: V2's planner that splits a theorem into subgoals and replans (subgoal sharing itself is
-the SolvedCache above), and the adaptive perplexity filter.
+Not done: V2's adaptive perplexity filter.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ class BFSProverConfig(TrainConfig):
     env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "env constructor arguments"})
     problems_per_round: int = hfield(4, "problems (env seeds) per round")
     seed_pool: int | None = hfield(None, "draw the round's seeds from range(seed_pool) (None: fresh seeds)")
+    reset_options: list[dict[str, Any]] = field(
+        default_factory=list,
+        metadata={"help": "the problem pool as reset options (e.g. {'task': id}); each round draws problems_per_round "
+                          "of them without repeats (empty: problems are env seeds)"},
+    )
     filter_samples: int = hfield(2, "policy attempts per problem in the easy filter (0: no filter)")
     easy_threshold: float = hfield(1.0, "drop problems solved at least this fraction of the filter attempts")
     width: int = hfield(4, "tactics sampled per expanded node")
@@ -57,12 +66,19 @@ class BFSProverConfig(TrainConfig):
     dpo_coef: float = hfield(1.0, "weight of the DPO loss (0: SFT only)")
     beta: float = hfield(0.1, "DPO temperature")
     retrain_from_base_every: int = hfield(0, "every N rounds reset to the base weights (0: never)")
+    planner: bool = hfield(False, "plan lemmas with the policy for theorems the search did not prove (Coq)")
+    max_plans: int = hfield(2, "planner: plans per theorem (the first and the replans)")
+    max_subgoals: int = hfield(3, "planner: lemmas per plan")
+    provers: int = hfield(2, "planner: lemma searches at once (threads, each with its own env)")
+    planner_tokens: int = hfield(192, "planner: tokens per plan")
     lr: float = hfield(1e-4, "peak learning rate (AdamW)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.problems_per_round < 1 or self.steps_per_round < 1 or self.width < 1 or self.max_nodes < 1:
             raise ValueError("problems_per_round, steps_per_round, width, max_nodes must be >= 1")
+        if self.max_plans < 1 or self.max_subgoals < 1 or self.provers < 1 or self.planner_tokens < 1:
+            raise ValueError("max_plans, max_subgoals, provers and planner_tokens must be >= 1")
         if self.filter_samples < 0 or not 0 < self.easy_threshold <= 1 or self.retrain_from_base_every < 0:
             raise ValueError("filter_samples >= 0, easy_threshold in (0, 1], retrain_from_base_every >= 0")
         if self.batch_size < 1 or self.beta <= 0 or self.dpo_coef < 0:
@@ -77,17 +93,19 @@ class BFSProverTrainer(Trainer):
     def __init__(self, config: BFSProverConfig, model: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
         super().__init__(config, model, tokenizer, **kwargs)
         from plyground.inference.hf import HFBackend
-        from plyground.search import SolvedCache
+        from plyground.search import shared_solved_cache
 
         self.backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer)
         self.on_update.append(SyncWeights(self.backend))
         self.base_state = copy.deepcopy(self.model.state_dict()) if config.retrain_from_base_every else None
-        self.cache = SolvedCache()
+        self.cache = shared_solved_cache()
+        self.lemma_store: dict[str, list[str]] = {}  # lemma statement -> tactics, across rounds
         self.proofs: list[dict[str, Any]] = []  # SFT chats
         self.pairs: list[dict[str, Any]] = []  # DPO pairs with "ref": [chosen, rejected]
         self.round = 0
         self.rng = random.Random(config.seed)
         self.round_metrics: dict[str, float] = {}
+        self.searched: list[dict[str, Any]] = []  # per searched problem: round, seed, options, success
 
     # -- ALGO LOGIC: one round --------------------------------------------------------------------
     def round_seeds(self, round_index: int) -> list[int]:
@@ -96,15 +114,28 @@ class BFSProverTrainer(Trainer):
             return random.Random(c.seed * 7 + round_index).sample(range(c.seed_pool), min(c.problems_per_round, c.seed_pool))
         return [c.seed * 1_000_003 + round_index * c.problems_per_round + i for i in range(c.problems_per_round)]
 
-    def solve_rates(self, seeds: list[int]) -> list[float]:
-        """Fraction of ``filter_samples`` sampled episodes of each seed that succeed."""
+    def round_problems(self, round_index: int) -> list[tuple[int, dict[str, Any] | None]]:
+        """The round's problems as ``(seed, reset options)``: drawn from ``reset_options`` when
+        given (each problem once, so a round neither repeats nor skips by chance), else seeds."""
+        c = self.config
+        if c.reset_options:
+            rng = random.Random(c.seed * 7 + round_index)
+            idx = rng.sample(range(len(c.reset_options)), min(c.problems_per_round, len(c.reset_options)))
+            return [(c.seed * 1_000_003 + i, dict(c.reset_options[i])) for i in sorted(idx)]
+        return [(s, None) for s in self.round_seeds(round_index)]
+
+    def solve_rates(self, seeds: list[int], options: list[dict[str, Any] | None] | None = None) -> list[float]:
+        """Fraction of ``filter_samples`` sampled episodes of each seed (with its reset options)
+        that succeed."""
         import plyground
         from plyground.rollout.collector import EpisodeSpec, RolloutConfig, collect_sync
 
         c = self.config
         if c.filter_samples == 0:
             return [0.0] * len(seeds)
-        specs = [EpisodeSpec(seed=s, episode=i, sample=j) for i, s in enumerate(seeds) for j in range(c.filter_samples)]
+        opts = options if options is not None else [None] * len(seeds)
+        specs = [EpisodeSpec(seed=s, episode=i, sample=j, options=dict(o) if o else None)
+                 for i, (s, o) in enumerate(zip(seeds, opts, strict=True)) for j in range(c.filter_samples)]
         sampling = SamplingParams(max_tokens=c.max_tokens, temperature=1.0, seed=(c.seed * 31 + self.round) % 2**31)
         trajs = collect_sync(lambda: plyground.make(c.env_id, **c.env_kwargs), self.backend, specs,
                              RolloutConfig(sampling=sampling, concurrency=4))
@@ -119,19 +150,33 @@ class BFSProverTrainer(Trainer):
 
         c = self.config
         self.model.eval()
-        seeds = self.round_seeds(self.round)
-        rates = self.solve_rates(seeds)
-        hard = [s for s, r in zip(seeds, rates, strict=True) if r < c.easy_threshold]
+        problems = self.round_problems(self.round)
+        seeds = [s for s, _ in problems]
+        rates = self.solve_rates(seeds, [o for _, o in problems])
+        hard = [p for p, r in zip(problems, rates, strict=True) if r < c.easy_threshold]
         proposer = Proposer(self.backend, SamplingParams(max_tokens=c.max_tokens, temperature=c.temperature,
                                                          seed=(c.seed * 131 + self.round) % 2**31))
         bcfg = BestFirstConfig(width=c.width, alpha=c.alpha, max_nodes=c.max_nodes, time_limit_s=None)
         found, new_pairs = 0, []
-        for s in hard:
+        planned_tried = planned_found = 0
+        for s, opts in hard:
+            extra = {"options": opts} if opts is not None else {}
             result = best_first(lambda: plyground.make(c.env_id, **c.env_kwargs), proposer, bcfg, self.cache,
-                                seed=s, env_id=c.env_id)
+                                seed=s, env_id=c.env_id, **extra)
             found += int(result.success)
+            self.searched.append({"round": self.round, "seed": s, "options": opts, "success": bool(result.success)})
             self.proofs += sft_examples(result)
             new_pairs += bfs_pairs(result)
+            if c.planner and not result.success:
+                planned = self.plan_and_prove(s, opts, proposer, bcfg)
+                if planned is not None:
+                    planned_tried += 1
+                    planned_found += int(planned.success)
+                    found += int(planned.success)
+                    self.searched[-1]["planned"] = bool(planned.success)
+                    for search in planned.searches:
+                        self.proofs += sft_examples(search)
+                        new_pairs += bfs_pairs(search)
         if new_pairs:
             refs = self._pair_sums(new_pairs)
             for p, r in zip(new_pairs, refs.tolist(), strict=True):
@@ -148,7 +193,35 @@ class BFSProverTrainer(Trainer):
             "charts/pairs": float(len(self.pairs)),
             "charts/cache_size": float(len(self.cache)),
             "charts/round": float(self.round),
+            **({"env/planned_success": planned_found / max(planned_tried, 1), "charts/lemmas": float(len(self.lemma_store))}
+               if c.planner else {}),
         }
+
+    def plan_and_prove(self, seed: int, options: dict[str, Any] | None, proposer: Any, search_config: Any) -> Any:
+        """V2's planner on the problem ``(seed, options)`` with the policy as planner and prover;
+        ``None`` when the env has no Coq task to plan for (see :func:`plyground.search.prove_with_subgoals`)."""
+        import dataclasses
+
+        import plyground
+        from plyground.search import LLMPlanner, PlannerConfig, SubgoalProver, prove_with_subgoals
+        from plyground.types import Task
+
+        c = self.config
+        probe = plyground.make(c.env_id, **c.env_kwargs)
+        try:
+            probe.reset(seed=seed, options=options)
+            task = getattr(probe.unwrapped, "task", None)
+        finally:
+            probe.close()
+        if not isinstance(task, Task) or not task.prompt.lstrip().startswith(("Theorem", "Lemma", "Example", "Fact")):
+            return None
+        planner = LLMPlanner(self.backend, SamplingParams(max_tokens=c.planner_tokens, temperature=0.7,
+                                                          seed=(c.seed * 977 + self.round * 131 + seed) % 2**31),
+                             max_subgoals=c.max_subgoals)
+        config = PlannerConfig(max_plans=c.max_plans, max_subgoals=c.max_subgoals, provers=c.provers, direct_first=False,
+                               search=dataclasses.replace(search_config))
+        with SubgoalProver(lambda: plyground.make(c.env_id, **c.env_kwargs), proposer, config, cache=self.cache) as prover:
+            return prove_with_subgoals(task, planner, prover, self.lemma_store)
 
     def _pair_records(self, pairs: list[dict[str, Any]]) -> list[TokenRecord]:
         return [prompt_response_record(self.tokenizer, p["prompt"], p[k]) for p in pairs for k in ("chosen", "rejected")]
@@ -205,7 +278,8 @@ class BFSProverTrainer(Trainer):
     def trainer_state(self) -> dict[str, Any]:
         return {
             "proofs": self.proofs, "pairs": self.pairs, "round": self.round, "rng": self.rng.getstate(),
-            "round_metrics": self.round_metrics, "cache": dict(self.cache._solved), "base_state": self.base_state,
+            "round_metrics": self.round_metrics, "cache": dict(self.cache.items()), "base_state": self.base_state,
+            "lemma_store": self.lemma_store,
         }
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
@@ -215,3 +289,4 @@ class BFSProverTrainer(Trainer):
         for key, actions in state["cache"].items():
             self.cache.put(key, tuple(actions))
         self.base_state = state["base_state"]
+        self.lemma_store = dict(state.get("lemma_store", {}))

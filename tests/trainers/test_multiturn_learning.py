@@ -11,7 +11,6 @@ pairs), and the A, B and D scripts end to end at toy size (they write their JSON
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -110,20 +109,63 @@ def test_deadline_stops_only_after_its_time() -> None:
 def test_summary_compares_methods_at_a_common_env_step_budget() -> None:
     def rows(turns: list[float], per_batch: float) -> list[dict[str, float]]:
         return [
-            {"env_steps": per_batch * (i + 1), "turns_mean": t, "success_rate": 1 - t / 10, "turns_to_success": t}
+            {"env_steps": per_batch * (i + 1), "episodes": 2.0, "turns_mean": t, "success_rate": 1 - t / 10,
+             "turns_to_success": t}
             for i, t in enumerate(turns)
         ]
 
     runs = {
-        "archer": {0: rows([8, 6, 4, 2], 10.0)},  # reaches 40 env steps
-        "reinforce": {0: rows([8, 7, 6, 5, 4, 3], 10.0)},  # reaches 60: compared up to 40
+        "archer": {0: rows([8, 6, 4, 2], 10.0), 1: rows([8, 8, 6, 4], 10.0)},  # reach 40 env steps
+        "reinforce": {0: rows([8, 7, 6, 5, 4, 3], 10.0), 1: rows([8, 8, 8, 8], 10.0)},  # seed 0 compared up to 40
     }
-    s = archer_vs_reinforce.summarise(runs, last=2)
-    assert s["common_env_steps"] == 40.0
-    assert s["archer"]["last_turns_mean"] == 3.0 and s["reinforce"]["last_turns_mean"] == 5.5
-    assert s["archer"]["auc_turns_mean"] == 5.0 and s["reinforce"]["auc_turns_mean"] == 6.5
-    assert s["reinforce"]["optimizer_steps_per_seed"] == {0: 6}
-    assert s["archer"]["start_turns_mean"] == 8.0
+    s = archer_vs_reinforce.summarise(runs)
+    assert s["common_env_steps"] == 40.0 and s["checkpoints"] == [10, 20, 30, 40]
+    assert s["archer"]["turns@40"]["per_seed"] == {0: 2.0, 1: 4.0} and s["archer"]["turns@40"]["mean"] == 3.0
+    assert s["archer"]["turns@40"]["std"] == pytest.approx(2**0.5)
+    assert s["reinforce"]["turns@40"]["per_seed"] == {0: 5.0, 1: 8.0}  # the batches after 40 are left out
+    assert s["archer"]["auc"]["per_seed"] == {0: 5.0, 1: 6.5} and s["reinforce"]["auc"]["per_seed"] == {0: 6.5, 1: 8.0}
+    assert s["paired_archer_minus_reinforce"]["auc"]["mean"] == pytest.approx(-1.5)
+    assert s["paired_archer_minus_reinforce"]["auc"]["std"] == pytest.approx(0.0)
+    assert s["archer"]["start"]["mean"] == 8.0 and s["reinforce"]["batches_within_budget"] == {0: 4, 1: 4}
+    # the AUC weights a batch by the env steps it played
+    assert archer_vs_reinforce.auc([{"env_steps": 10.0, "turns_mean": 8.0}, {"env_steps": 40.0, "turns_mean": 4.0}], 40) == 5.0
+
+
+def test_archer_vs_reinforce_merge_joins_runs_split_by_method(tmp_path: Path) -> None:
+    def payload(method: str, value: float) -> dict:
+        rows = [{"env_steps": 10.0 * (i + 1), "episodes": 2.0, "turns_mean": value, "success_rate": 0.5,
+                 "turns_to_success": 2.0} for i in range(4)]
+        cfg = {"methods": [method], "seeds": [0, 1], "tag": method, "lr": 1e-3, "max_steps": 8, "episodes": 2,
+               "actor_epochs": 1}
+        return {"config": cfg, "runs": {method: {"0": rows, "1": rows}}}
+
+    paths = []
+    for method, value in (("archer", 4.0), ("reinforce", 6.0)):
+        paths.append(tmp_path / f"{method}.json")
+        paths[-1].write_text(json.dumps(payload(method, value)))
+    out = archer_vs_reinforce.merge([str(p) for p in paths], "m", dest=tmp_path)
+    assert out["summary"]["paired_archer_minus_reinforce"]["auc"]["mean"] == pytest.approx(-2.0)
+    assert (tmp_path / "archer_vs_reinforce_m.png").exists()
+    other = payload("reinforce", 6.0)
+    other["config"]["lr"] = 3e-4
+    paths[1].write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="different config"):
+        archer_vs_reinforce.merge([str(p) for p in paths], "m", dest=tmp_path)
+
+
+def test_archer_vs_reinforce_rows_from_metrics_rebuild_the_episode_log(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"tasks_per_step": 4, "group_size": 1, "num_iterations": 1}))
+    lines = [
+        {"step": 1, "env/turns_mean": 2.5, "env/success_rate": 0.75, "env/turns_to_success": 1.5, "env/reward_mean": -2.0},
+        {"step": 2, "env/turns_mean": 9.0, "env/success_rate": 0.0, "env/reward_mean": -9.0, "losses/critic": 0.5},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in lines) + "\n")
+    rows = archer_vs_reinforce.rows_from_metrics(tmp_path)
+    assert [r["env_steps"] for r in rows] == [10.0, 46.0]  # 4 episodes x mean turns, summed
+    assert rows[0]["episodes"] == 4.0 and rows[0]["success_rate"] == 0.75 and rows[1]["losses/critic"] == 0.5
+    (tmp_path / "config.json").write_text(json.dumps({"tasks_per_step": 4, "group_size": 1, "num_iterations": 2}))
+    with pytest.raises(ValueError, match="one actor step"):
+        archer_vs_reinforce.rows_from_metrics(tmp_path)
 
 
 # -- trainer options used by the experiments ------------------------------------------------------------
@@ -176,24 +218,7 @@ def test_agent_q_mcts_gamma_reaches_the_search(monkeypatch: pytest.MonkeyPatch) 
     assert [c.gamma for c in seen] == [0.8, 0.8] and seen[0].rollout == "random"
 
 
-# -- shortened experiments (slow) ------------------------------------------------------------------------
-@pytest.mark.slow
-def test_agent_q_one_iteration_on_the_maze(tmp_path: Path) -> None:
-    """Must-show C, shortened: one Agent Q iteration does not lower greedy success over the six
-    start cells, finds pairs, and its DPO loss falls below log 2 (the pairs are learnt)."""
-    import agent_q_iteration
-
-    payload = agent_q_iteration.main([
-        "--quick", "--out", str(tmp_path / "c"), "--warm-out", str(tmp_path / "warm"), "--sft-steps", "60",
-        "--temperature", "2.0", "--k", "6", "--episodes", "6", "--simulations", "32", "--dpo-steps", "8", "--sampled", "8",
-    ])
-    before, after = payload["before"]["greedy"]["success_rate"], payload["after"]["greedy"]["success_rate"]
-    assert payload["pairs"] > 0
-    assert after >= before
-    assert min(h["losses/dpo"] for h in payload["dpo"]) < math.log(2)
-    assert (tmp_path / "c" / "agent_q_iteration.png").stat().st_size > 0
-
-
+# -- shortened experiments (slow; Agent Q's and BFS-Prover's are in test_agent_q.py / test_bfs_prover.py) --
 @pytest.mark.slow
 def test_archer_vs_reinforce_script_end_to_end(tmp_path: Path) -> None:
     payload = archer_vs_reinforce.main([
@@ -207,7 +232,8 @@ def test_archer_vs_reinforce_script_end_to_end(tmp_path: Path) -> None:
         assert steps == sorted(steps) and steps[0] >= 2  # cumulative turns of 2 episodes per batch
         assert all(r["episodes"] == 2.0 and 0.0 <= r["success_rate"] <= 1.0 for r in rows)
     data = json.loads((tmp_path / "archer_vs_reinforce.json").read_text())
-    assert set(data["summary"]) == {"common_env_steps", "archer", "reinforce"}
+    assert {"common_env_steps", "archer", "reinforce", "paired_archer_minus_reinforce"} <= set(data["summary"])
+    assert "critic/advantage_std" in runs["archer"][0][-1]  # the critic trace rides along
 
 
 @pytest.mark.slow
@@ -221,21 +247,3 @@ def test_score_selfcorrect_script_end_to_end(tmp_path: Path) -> None:
         assert run["steps"] == 3 and len(run["curve"]) == 3
         assert [c["charts/stage"] for c in run["curve"]] == [1.0, 2.0, 2.0]
         assert run["final"]["episodes"] == 25.0
-
-
-@pytest.mark.slow
-def test_bfs_prover_round_script_end_to_end(tmp_path: Path) -> None:
-    import shutil
-
-    if shutil.which("coqtop") is None or shutil.which("coqc") is None:
-        pytest.skip("needs Coq (apt-get install coq)")
-    import bfs_prover_round
-
-    payload = bfs_prover_round.main([
-        "--quick", "--out", str(tmp_path), "--problems", "2", "--samples", "1", "--sft-steps", "2", "--steps", "1",
-        "--width", "2", "--max-nodes", "1",
-    ])
-    assert len(payload["theorems"]) == 2
-    assert set(payload["before"]["per_theorem"]) == set(payload["theorems"]) == set(payload["after"]["per_theorem"])
-    assert 0.0 <= payload["after"]["solve_rate"] <= 1.0
-    assert (tmp_path / "bfs_prover_round.png").stat().st_size > 0

@@ -75,6 +75,41 @@ def test_transitions_and_buffer_roundtrip() -> None:
     assert other.items == buf.items and other.capacity == 4
 
 
+def test_transitions_with_turn_context_tell_the_critic_the_turn() -> None:
+    traj = _traj([-1.0, -1.0, 0.0])
+    tr = trajectory_transitions(traj, gamma=1.0, context="turn")
+    assert [t.obs for t in tr] == ["turn 1: obs0", "turn 2: obs1", "turn 3: obs2"]
+    assert [t.next_obs for t in tr] == ["turn 2: obs1", "turn 3: obs2", "turn 3: obs2"]
+    assert [t.mc_return for t in tr] == [-2.0, -1.0, 0.0]
+    assert [t.obs for t in trajectory_transitions(traj)] == ["obs0", "obs1", "obs2"]  # the default
+    with pytest.raises(ValueError, match="critic context"):
+        trajectory_transitions(traj, context="history")
+    from plyground.trainers.archer import ArCHerConfig
+
+    with pytest.raises(ValueError, match="critic_context"):
+        ArCHerConfig(out_dir="unused", critic_context="history")  # type: ignore[arg-type]
+
+
+def test_archer_actor_reads_the_critic_state_text_of_its_context(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    import plyground.trainers.archer as archer
+
+    model, tok = tiny
+    seen: list[list[str]] = []
+
+    def fake_advantages(critic, tokenizer, obs, actions, device=None):
+        seen.append(list(obs))
+        return torch.zeros(len(obs))
+
+    monkeypatch.setattr(archer, "advantages", fake_advantages)
+    cfg = archer.ArCHerConfig(out_dir="unused", warmup_iters=0, critic_context="turn",
+                              critic={"dim": 8, "head_hidden": 8, "max_length": 16})
+    trainer = archer.ArCHerTrainer(cfg, model=model, tokenizer=tok)
+    trainer.iteration = 1
+    mask = torch.tensor([[0, 1, 0, 1, 0, 1]], dtype=torch.float32)
+    trainer.token_advantages({"loss_mask": mask}, torch.zeros(1), [_traj([-1.0, -1.0, 0.0])])
+    assert seen == [["turn 1: obs0", "turn 2: obs1", "turn 3: obs2"]]  # the texts the critic was trained on
+
+
 class _Const(torch.nn.Module):
     """An 'encoder' mapping a text to [length]: lets the critic loss be computed by hand."""
 
@@ -110,6 +145,16 @@ def test_critic_loss_is_sum_of_four_mses_with_own_targets(tiny) -> None:
         + ((v2 - tq2) ** 2).mean()
     )
     assert torch.allclose(loss, want.detach(), atol=1e-6)
+
+
+def test_encode_texts_keeps_the_last_tokens_and_pads_right(tiny) -> None:
+    _, tok = tiny
+    texts = ["move up and then move left", "", "up"]
+    ids, mask = encode_texts(tok, texts, max_length=3)
+    for row, text in enumerate(texts):
+        want = tok(text, add_special_tokens=False)["input_ids"][-3:] or [0]  # an empty text: one pad token
+        n = len(want)
+        assert ids[row, :n].tolist() == want and mask[row].tolist() == [1] * n + [0] * (ids.shape[1] - n)
 
 
 def _scripted_20q(episodes: int) -> list[Trajectory]:

@@ -90,10 +90,21 @@ class DoubleCritic(nn.Module):
         x = self.encoder(*obs)
         return self.v1(x).squeeze(-1), self.v2(x).squeeze(-1)
 
+    def qv(
+        self, obs: tuple[torch.Tensor, torch.Tensor], act: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(Q1, Q2, V1, V2)``, the same as :meth:`q` and :meth:`v`, encoding ``obs`` once (the
+        encoder is most of a critic step's cost)."""
+        eo = self.encoder(*obs)
+        x = torch.cat([eo, self.encoder(*act)], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1), self.v1(eo).squeeze(-1), self.v2(eo).squeeze(-1)
+
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int, device: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``(ids, mask)`` of ``texts``, each cut to its last ``max_length`` tokens."""
-    rows = [[int(i) for i in tokenizer(t, add_special_tokens=False)["input_ids"]][-max_length:] or [0] for t in texts]
+    # One batched call: a fast tokenizer encodes a list in one go, text by text is several times slower.
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    rows = [[int(i) for i in ids][-max_length:] or [0] for ids in encoded]
     width = max(len(r) for r in rows)
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -124,8 +135,27 @@ class Transition:
     mc_return: float
 
 
-def trajectory_transitions(trajectory: Any, gamma: float = 1.0) -> list[Transition]:
-    """A trajectory's turns as transitions; ``mc_return`` is the discounted reward-to-go."""
+STATE_CONTEXTS = ("observation", "turn")
+
+
+def state_text(observation: str, turn_index: int, context: str = "observation") -> str:
+    """The critic's text for the state before turn ``turn_index`` (0-based) of an episode.
+
+    ``observation``: the env's observation alone. ``turn``: prefixed with ``"turn k: "``. Why: an
+    env that ends at a horizon makes the value depend on the turns left, which the observation
+    alone may not tell (a maze position at turn 1 and at turn 8 look the same); the reference
+    critic reads the whole dialogue, whose length tells it.
+    """
+    if context == "observation":
+        return observation
+    if context == "turn":
+        return f"turn {turn_index + 1}: {observation}"
+    raise ValueError(f"critic context must be one of {STATE_CONTEXTS}, got {context!r}")
+
+
+def trajectory_transitions(trajectory: Any, gamma: float = 1.0, context: str = "observation") -> list[Transition]:
+    """A trajectory's turns as transitions; ``mc_return`` is the discounted reward-to-go; the
+    states are :func:`state_text` of the observations under ``context``."""
     turns = list(trajectory.turns)
     out: list[Transition] = []
     ret = 0.0
@@ -136,10 +166,11 @@ def trajectory_transitions(trajectory: Any, gamma: float = 1.0) -> list[Transiti
     returns.reverse()
     for i, turn in enumerate(turns):
         last = i == len(turns) - 1
-        next_obs = turns[i + 1].observation if not last else turn.observation
+        obs = state_text(turn.observation, i, context)
+        next_obs = state_text(turns[i + 1].observation, i + 1, context) if not last else obs
         # An episode cut by the horizon is not "done" in the MDP sense only when truncated; the
         # envs here end at their horizon, so the last turn is terminal.
-        out.append(Transition(turn.observation, turn.action, float(turn.reward), next_obs, last, returns[i]))
+        out.append(Transition(obs, turn.action, float(turn.reward), next_obs, last, returns[i]))
     return out
 
 
@@ -190,8 +221,7 @@ def critic_loss(
     a_pi = act if pi_actions is None else encode_texts(tokenizer, list(pi_actions), n, device)
     reward = torch.tensor([t.reward for t in batch], dtype=torch.float32, device=device)
     done = torch.tensor([float(t.done) for t in batch], dtype=torch.float32, device=device)
-    q1, q2 = online.q(obs, act)
-    v1, v2 = online.v(obs)
+    q1, q2, v1, v2 = online.qv(obs, act)
     with torch.no_grad():
         tv1, tv2 = target.v(nxt)
         tq1, tq2 = target.q(obs, a_pi)
@@ -214,6 +244,5 @@ def advantages(
     n = critic.config.max_length
     o = encode_texts(tokenizer, list(obs), n, device)
     a = encode_texts(tokenizer, list(actions), n, device)
-    q1, q2 = critic.q(o, a)
-    v1, v2 = critic.v(o)
+    q1, q2, v1, v2 = critic.qv(o, a)
     return (torch.minimum(q1, q2) - torch.minimum(v1, v2)).cpu()
