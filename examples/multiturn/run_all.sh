@@ -20,8 +20,7 @@ for LR in 1e-3 3e-3; do
   $PY $A --methods archer --steps 32 --lr $LR --tag A_archer_$LR > "$LOGS/A_archer_$LR.log" 2>&1 &
   $PY $A --methods reinforce --steps 32 --lr $LR --tag A_reinforce_$LR > "$LOGS/A_reinforce_$LR.log" 2>&1 &
 done
-$PY examples/multiturn/score_selfcorrect.py --jobs 2 --steps 100 --stage1-steps 40 --sft-steps 300 --lr 3e-4 \
-  --time-budget-s "$((BUDGET - 60))" > "$LOGS/B.log" 2>&1 &
+$PY examples/multiturn/score_selfcorrect.py --seeds 0 1 2 3 4 --no-scale-rewards --name score_selfcorrect_noscale > "$LOGS/B.log" 2>&1 &
 [ "${RUN_C:-1}" = 1 ] && $PY examples/multiturn/agent_q_iteration.py --seeds 0 1 2 > "$LOGS/C.log" 2>&1 &
 [ "${RUN_D:-1}" = 1 ] && $PY examples/multiturn/bfs_prover_round.py --seeds 0 1 2 --samples 6 > "$LOGS/D.log" 2>&1 &
 wait

@@ -48,6 +48,9 @@ class SCoReConfig(GRPOConfig):
     beta1: float = hfield(0.01, "Stage II KL coefficient (both turns)")
     beta2: float = hfield(0.1, "Stage I KL coefficient on the first attempt (large)")
     loss_agg: Literal["sequence", "token", "constant"] = hfield("token", "token-level normalisation")
+    # Dividing by the group std would cancel alpha's scale: measured, alpha = 10 and alpha = 0 then
+    # trained alike (docs/results/score_selfcorrect.md, configuration A vs C).
+    scale_rewards: bool = hfield(False, "divide advantages by the group std (off: alpha's bonus keeps its weight)")
     max_tokens: int = hfield(32, "tokens per attempt")
     lr: float = hfield(1e-4, "peak learning rate (AdamW)")
 
