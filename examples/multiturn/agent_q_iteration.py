@@ -297,5 +297,150 @@ def plot(runs: list[dict[str, Any]], path: Path, maze: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+
+# ---------------------------------------------------------------------------------------------------
+# Pooling result files of the same setting over more seeds (``pool`` sub-command).
+# Seeds are run in separate invocations (each writes its own JSON) so that a slow box still lands
+# every finished seed; this merges them and tests the gain over seeds and over (seed, cell) pairs.
+# ---------------------------------------------------------------------------------------------------
+
+# Settings that may differ between pooled files: they name the run, not the method.
+POOL_FREE_KEYS = ("seeds", "out", "tag", "quick")
+
+
+def two_sided_binomial_p(k: int, n: int) -> float:
+    """Exact two-sided sign-test p-value: k successes of n under p = 1/2 (doubling the smaller tail)."""
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """Two-sided p-value of Student's t with ``df`` degrees of freedom (scipy is not a dependency):
+    1 - 2 x the density integrated from 0 to |t| by Simpson's rule."""
+    if math.isnan(t) or df < 1:
+        return float("nan")
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(x: float) -> float:
+        return math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))
+
+    a, n = abs(t), 4000  # n even; the density is smooth, so this is accurate to ~1e-12
+    h = a / n
+    s = density(0.0) + density(a) + sum((4 if i % 2 else 2) * density(i * h) for i in range(1, n))
+    return max(0.0, 1.0 - 2.0 * s * h / 3.0)
+
+
+def pool_stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pooled numbers of the must-show: mean gain and SE over seeds (``summarise``), seeds that
+    gained / lost / tied, a one-sample t-test and a sign test over seeds, and the (seed, cell) pairs
+    gained vs lost with an exact McNemar (sign) test."""
+    out = summarise(runs)
+    diffs = out["greedy_gain_per_seed"]
+    eps = 1e-9
+    up, down = sum(d > eps for d in diffs), sum(d < -eps for d in diffs)
+    se = out["greedy_gain_se_over_seeds"]
+    t = out["greedy_gain_mean"] / se if se and not math.isnan(se) else float("nan")
+    gained = lost = 0
+    for r in runs:
+        b, a = r["before"]["greedy_by_cell"], r["after"]["greedy_by_cell"]
+        gained += sum(a[c] and not b[c] for c in b)
+        lost += sum(b[c] and not a[c] for c in b)
+    s_diffs = out["sampled_gain_per_seed"]
+    s_se = out["sampled_gain_se_over_seeds"]
+    s_t = out["sampled_gain_mean"] / s_se if s_se and not math.isnan(s_se) else float("nan")
+    out.update({
+        "seeds": [r["seed"] for r in runs],
+        "greedy_seeds_gain_loss_tie": [up, down, len(diffs) - up - down],
+        "greedy_t": t,
+        "greedy_t_p_two_sided": t_two_sided_p(t, len(diffs) - 1),
+        "greedy_sign_test_p_two_sided": two_sided_binomial_p(up, up + down),
+        "greedy_cells_gained_lost": [gained, lost],
+        "greedy_cells_mcnemar_p_two_sided": two_sided_binomial_p(gained, gained + lost),
+        "sampled_seeds_gain_loss_tie": [sum(d > eps for d in s_diffs), sum(d < -eps for d in s_diffs),
+                                        sum(abs(d) <= eps for d in s_diffs)],
+        "sampled_t_p_two_sided": t_two_sided_p(s_t, len(s_diffs) - 1),
+    })
+    return out
+
+
+def pool_main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``agent_q_iteration.py pool FILE.json ... --name NAME``: merge result files of one setting
+    (refuses files whose method settings differ or that repeat a seed), write ``NAME.{json,png}``."""
+    ap = argparse.ArgumentParser(description="pool agent_q_iteration result files of the same setting")
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--name", default="agent_q_iteration_pooled", help="stem of the written JSON/PNG")
+    ap.add_argument("--dest", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    runs: list[dict[str, Any]] = []
+    setting: dict[str, Any] | None = None
+    for f in args.files:
+        data = json.loads(Path(f).read_text())
+        cfg = {k: v for k, v in data["config"].items() if k not in POOL_FREE_KEYS}
+        if setting is None:
+            setting = cfg
+        elif cfg != setting:
+            diff = {k: (setting.get(k), cfg.get(k)) for k in set(setting) | set(cfg) if setting.get(k) != cfg.get(k)}
+            raise SystemExit(f"{f}: another setting than {args.files[0]}: {diff}")
+        runs.extend(data["runs"])
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"a seed appears twice: {seeds}")
+    runs.sort(key=lambda r: r["seed"])
+    summary = pool_stats(runs)
+    payload = {"config": setting, "pooled_from": args.files, "summary": summary, "runs": runs}
+    print(json.dumps(summary, indent=1), flush=True)
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{args.name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    plot_pooled(runs, summary, dest / f"{args.name}.png", str((setting or {}).get("maze", "")))
+    return payload
+
+
+def plot_pooled(runs: list[dict[str, Any]], summary: dict[str, Any], path: Path, maze: str) -> None:
+    """Greedy success before/after per seed, and the per-seed gains with their mean +- 2 SE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    xs = list(range(len(runs)))
+    labels = [str(r["seed"]) for r in runs]
+    width = 0.38
+    ax = axes[0]
+    for off, when, color in ((-width / 2, "before", "tab:gray"), (width / 2, "after", "tab:green")):
+        ax.bar([x + off for x in xs], [r[when]["greedy"]["rate"] for r in runs], width,
+               yerr=[r[when]["greedy"]["se"] for r in runs], capsize=2, color=color,
+               label="start policy" if when == "before" else "after 1 Agent Q iteration")
+    ax.set_xticks(xs, labels)
+    ax.set_xlabel("seed")
+    ax.set_ylim(0, 0.75)
+    ax.set_ylabel("greedy success (35 start cells)")
+    ax.set_title("greedy success per seed (error bars: binomial SE)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax = axes[1]
+    for off, key, color in ((-width / 2, "greedy", "tab:blue"), (width / 2, "sampled", "tab:orange")):
+        ax.bar([x + off for x in xs], summary[f"{key}_gain_per_seed"], width, color=color, label=f"{key} gain")
+        m, se = summary[f"{key}_gain_mean"], summary[f"{key}_gain_se_over_seeds"]
+        ax.axhline(m, color=color, lw=1.5, ls="--")
+        ax.axhspan(m - 2 * se, m + 2 * se, color=color, alpha=0.12)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(xs, labels)
+    ax.set_xlabel("seed")
+    ax.set_ylabel("after - before")
+    ax.set_title("gain per seed; dashed: mean, band: mean +- 2 SE over seeds")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"Agent Q, one iteration, {maze} maze, {len(runs)} seeds: greedy gain "
+                 f"{summary['greedy_gain_mean']:+.3f} +- {summary['greedy_gain_se_over_seeds']:.3f}, "
+                 f"cells gained/lost {summary['greedy_cells_gained_lost'][0]}/{summary['greedy_cells_gained_lost'][1]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["pool"]:
+        pool_main(sys.argv[2:])
+    else:
+        main()
