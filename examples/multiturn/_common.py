@@ -204,3 +204,23 @@ def episode_stats(trajs: Sequence[Any]) -> dict[str, float]:
         "reward_mean": sum(t.total_reward for t in trajs) / n,
         "episodes": float(len(trajs)),
     }
+
+
+def scripted_chats(env: Any, episodes: Sequence[tuple[Callable[[Sequence[Message]], str], int, dict[str, Any] | None]]) -> list[list[Message]]:
+    """Play each ``(policy, seed, reset options)`` of ``episodes`` on ``env`` to its end; the
+    final chats as the model would see them (for :func:`chat_corpus`)."""
+    from plyground.rollout.agent import build_chat
+    from plyground.types import Turn
+
+    chats = []
+    for policy, seed, options in episodes:
+        obs, _ = env.reset(seed=seed, options=options)
+        turns: list[Turn] = []
+        done = False
+        while not done:
+            reply = policy(build_chat(env.instructions, turns, obs, [t.action for t in turns]))
+            turns.append(Turn(observation=obs, action=reply))
+            obs, _, terminated, truncated, _ = env.step(reply)
+            done = terminated or truncated
+        chats.append(build_chat(env.instructions, turns, obs, [t.action for t in turns]))
+    return chats

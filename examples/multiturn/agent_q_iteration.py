@@ -44,7 +44,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, chat_corpus, evaluate, noisy_chat_policy, set_threads, small_policy, warm_start
+from _common import (
+    RESULTS,
+    chat_corpus,
+    evaluate,
+    noisy_chat_policy,
+    scripted_chats,
+    set_threads,
+    small_policy,
+    warm_start,
+)
 
 ENV_ID = "Maze-v0"
 # "rooms": a 9 x 9 maze of four linked rooms, 35 start cells, shortest paths of 1 to 7 moves; short
@@ -77,26 +86,14 @@ def maze_corpus(env_kwargs: dict[str, Any]) -> list[str]:
     import plyground
     from plyground.envs.lmrl.maze import MOVES, MazeExpert
     from plyground.inference.models import default_tokenizer
-    from plyground.rollout.agent import build_chat
-    from plyground.types import Turn
 
     tok = default_tokenizer()
     env = plyground.make(ENV_ID, **env_kwargs)
     expert = MazeExpert(layout=env.layout)  # type: ignore[attr-defined]
-    chats = []
-    for eps in (0.0, 0.5):
-        for cell in start_cells(env_kwargs):
-            policy = noisy_chat_policy(expert.act, list(MOVES), eps=eps, salt=hash(cell) % 997)
-            obs, _ = env.reset(seed=0, options={"init_position": cell})
-            turns: list[Turn] = []
-            done = False
-            while not done:
-                chat = build_chat(env.instructions, turns, obs, [t.action for t in turns])  # type: ignore[attr-defined]
-                move = policy(chat)
-                turns.append(Turn(observation=obs, action=move))
-                obs, _, term, trunc, _ = env.step(move)
-                done = term or trunc
-            chats.append(build_chat(env.instructions, turns, obs, [t.action for t in turns]))  # type: ignore[attr-defined]
+    chats = scripted_chats(env, [
+        (noisy_chat_policy(expert.act, list(MOVES), eps=eps, salt=hash(cell) % 997), 0, {"init_position": cell})
+        for eps in (0.0, 0.5) for cell in start_cells(env_kwargs)
+    ])
     env.close()
     texts = chat_corpus(tok, chats)
     texts += [*MOVES, "Invalid action: reply with move up, move down, move left or move right."]

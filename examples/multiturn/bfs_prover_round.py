@@ -49,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, chat_corpus, evaluate, set_threads, small_policy, warm_start
+from _common import RESULTS, chat_corpus, evaluate, scripted_chats, set_threads, small_policy, warm_start
 
 from plyground.types import Message
 
@@ -131,24 +131,10 @@ def pool_corpus(tasks: Sequence[Any], env_kwargs: dict[str, Any]) -> list[str]:
     every tactic: the text the policy reads and writes."""
     import plyground
     from plyground.inference.models import default_tokenizer
-    from plyground.rollout.agent import build_chat
-    from plyground.types import Turn
 
     tok = default_tokenizer()
     env = plyground.make(ENV_ID, **env_kwargs)
-    chats = []
-    for i, task in enumerate(tasks):
-        policy = random_tactic_policy(salt=i)
-        obs, _ = env.reset(seed=i, options={"task": task.id})
-        turns: list[Turn] = []
-        done = False
-        while not done:
-            chat = build_chat(env.instructions, turns, obs, [t.action for t in turns])  # type: ignore[attr-defined]
-            tac = policy(chat)
-            turns.append(Turn(observation=obs, action=tac))
-            obs, _, term, trunc, _ = env.step(tac)
-            done = term or trunc
-        chats.append(build_chat(env.instructions, turns, obs, [t.action for t in turns]))  # type: ignore[attr-defined]
+    chats = scripted_chats(env, [(random_tactic_policy(salt=i), i, {"task": task.id}) for i, task in enumerate(tasks)])
     env.close()
     return chat_corpus(tok, chats) + list(TACTICS)
 

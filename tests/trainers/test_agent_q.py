@@ -100,3 +100,19 @@ def test_agent_q_iteration_script_end_to_end(tmp_path) -> None:
         assert run[when]["sampled"]["n"] == 35.0
     assert run["dpo_steps"] >= 1 and "greedy_gain_mean" in payload["summary"]
     assert (tmp_path / "agent_q_iteration.png").stat().st_size > 0
+
+
+def test_pooling_statistics_of_the_experiment_script() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "multiturn"))
+    import agent_q_iteration as script
+
+    # Student's t, two-sided, against table values; the sign test by hand.
+    assert script.t_two_sided_p(2.0, 10) == pytest.approx(0.0734, abs=5e-4)
+    assert script.t_two_sided_p(2.228, 10) == pytest.approx(0.05, abs=5e-4)
+    assert script.t_two_sided_p(0.0, 5) == pytest.approx(1.0, abs=1e-6)
+    assert script.two_sided_binomial_p(0, 6) == pytest.approx(2 / 64)
+    assert script.two_sided_binomial_p(2, 8) == pytest.approx(2 * (1 + 8 + 28) / 256)
+    assert script.two_sided_binomial_p(3, 6) == 1.0
