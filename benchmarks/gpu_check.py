@@ -6,8 +6,9 @@ The server is vLLM when it is installed (``--server auto``/``vllm``), else plygr
 OpenAI-compatible server on the GPU (``plyground-server``): both sit behind the same router and
 weight-sync code (:class:`plyground.inference.vllm.ServerBackend`). Requests are the first-turn
 chats of ``--env`` episodes; plyground plays those episodes with the rollout collector (token
-tracking, env steps, verification included), the bare client sends the same chats with the same
-concurrency. The overhead ratio is bare tokens/s over plyground tokens/s (1.0 = no overhead).
+tracking, env steps, verification included); the bare client sends the collector's token-id requests
+in the collector's waves (``run_bare``).
+The overhead ratio is bare tokens/s over plyground tokens/s (1.0 = no overhead).
 
 ``--model`` is a model folder; ``--random-init`` builds random weights from the folder's
 config.json instead of loading them (for a machine the real weights cannot reach: throughput
@@ -90,23 +91,32 @@ def run_plyground(backend: Any, env_id: str, seeds: list[int], params: SamplingP
     return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall, "errors": errors}
 
 
-def run_bare(base_url: str, model: str, chats: list[Any], params: SamplingParams, concurrency: int) -> dict[str, float]:
+def prompt_ids(tokenizer: Any, chats: list[Any]) -> list[list[int]]:
+    """The token ids plyground's collector sends for these chats (its own renderer)."""
+    from plyground.rollout.tokens import _encode, render_text
+
+    return [_encode(tokenizer, render_text(tokenizer, chat, add_generation_prompt=True)) for chat in chats]
+
+
+def run_bare(base_url: str, model: str, prompts: list[list[int]], params: SamplingParams, concurrency: int) -> dict[str, float]:
+    """The same requests as the collector, from the bare OpenAI client: one ``/v1/completions``
+    request per token-id prompt, sent in waves of ``concurrency`` that are awaited together (the
+    collector's batching), so the two differ only in what plyground does around the requests."""
     import openai
 
     async def main() -> tuple[int, float]:
         client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=600)
-        gate = asyncio.Semaphore(concurrency)
 
-        async def one(chat: Any) -> int:
-            async with gate:
-                r = await client.chat.completions.create(
-                    model=model, messages=[m.as_openai() for m in chat], max_tokens=params.max_tokens,
-                    temperature=params.temperature,
-                )  # fmt: skip
-                return int(r.usage.completion_tokens) if r.usage else 0
+        async def one(ids: list[int]) -> int:
+            r = await client.completions.create(
+                model=model, prompt=ids, max_tokens=params.max_tokens, temperature=params.temperature,
+            )  # fmt: skip
+            return int(r.usage.completion_tokens) if r.usage else 0
 
         started = time.perf_counter()
-        counts = await asyncio.gather(*(one(c) for c in chats))
+        counts: list[int] = []
+        for start in range(0, len(prompts), concurrency):
+            counts += await asyncio.gather(*(one(ids) for ids in prompts[start : start + concurrency]))
         wall = time.perf_counter() - started
         await client.close()
         return sum(counts), wall
@@ -168,16 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server {server.name} up in {report['server_start_s']:.1f} s", flush=True)
     try:
         seeds = list(range(args.requests))
-        chats = first_turn_chats(args.env, seeds)
+        prompts = prompt_ids(server.tokenizer, first_turn_chats(args.env, seeds))
         params = SamplingParams(max_tokens=args.max_tokens, temperature=1.0)
         base_url = f"{server.replicas[0].server.root_url}/v1"
         # Warm-ups: the server's first batches, and plyground's one-time costs (env construction,
         # the verifier's worker pool) stay out of the measured runs.
-        run_bare(base_url, server.request_model, chats[: min(16, len(chats))], params, args.concurrency)
+        run_bare(base_url, server.request_model, prompts[:16], params, args.concurrency)
         run_plyground(server, args.env, seeds[: min(16, len(seeds))], params, args.concurrency)
         runs: dict[str, list[dict[str, float]]] = {"bare": [], "plyground": []}
         for i in range(args.repeats):
-            runs["bare"].append(run_bare(base_url, server.request_model, chats, params, args.concurrency))
+            runs["bare"].append(run_bare(base_url, server.request_model, prompts, params, args.concurrency))
             runs["plyground"].append(run_plyground(server, args.env, seeds, params, args.concurrency))
             print(f"repeat {i}: bare {runs['bare'][-1]['tokens_per_s']:.0f} tok/s, "
                   f"plyground {runs['plyground'][-1]['tokens_per_s']:.0f} tok/s", flush=True)  # fmt: skip

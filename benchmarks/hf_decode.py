@@ -1,7 +1,8 @@
 """Decode throughput of the ``hf`` backend against transformers' own ``model.generate``, same process.
 
-    .venv/bin/python benchmarks/hf_decode.py [--model tiny|default] [--batch 1 8] [--max-tokens 64]
-        [--repeats 3] [--before REV] [--out benchmarks/results/hf_decode.json]
+    .venv/bin/python benchmarks/hf_decode.py [--model tiny|default|FOLDER] [--batch 1 8] [--max-tokens 64]
+        [--repeats 3] [--before REV] [--device cpu|cuda] [--dtype D] [--sync-every N ...]
+        [--out benchmarks/results/hf_decode.json]
 
 For each batch size and mode (greedy; sampled at temperature 1, seeded), it times on the same
 left-padded chat prompts:
@@ -9,14 +10,16 @@ left-padded chat prompts:
 - ``generate``: ``model.generate`` (KV cache, ``do_sample`` as the mode says, no top-k/top-p),
 - ``hf``: ``HFBackend.generate_ids`` of this checkout (host looks every ``sync_every`` tokens),
 - ``hf@REV``: the same class as it was at git revision ``REV`` (``--before``; the loop that synced
-  with the host every token and seeded one generator per call), loaded from ``git show``.
+  with the host every token and seeded one generator per call), loaded from ``git show``,
+- ``hf/sync=N``: this checkout's backend reading tokens back to the host every N tokens
+  (``--sync-every``; on a GPU each read-back stalls the launch queue, which is what it trades off).
 
 Useful tokens/s counts each sequence's tokens up to and including its EOS (``generate`` pads
 finished rows until the batch ends; padding is not counted), per second of process CPU time (one
 thread, ``torch.set_num_threads(1)``: the work done, which a loaded machine changes much less) and
 per second of wall time. Runs alternate between the tools and the median of ``--repeats`` is
 reported, with the ratio to ``generate``: timings depend on the machine, the ratios are what to
-compare.
+compare. On a GPU (``--device cuda``) the CPU-time column is meaningless; read the wall column.
 """
 
 from __future__ import annotations
@@ -83,8 +86,8 @@ def useful(rows: list[list[int]], eos: set[int]) -> int:
 def run_generate(backend: HFBackend, prompts: list[list[int]], max_tokens: int, sampled: bool) -> int:
     width = max(len(p) for p in prompts)
     pad = backend.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=backend.device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=backend.device)
     extra: dict[str, Any] = (
         {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sampled else {"do_sample": False}
     )
@@ -125,11 +128,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", default=None, help="git revision of hf.py to compare with")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the model's own)")
+    parser.add_argument("--sync-every", type=int, nargs="*", default=[],
+                        help="also time the backend with these host read-back intervals")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    backend = HFBackend(args.model, device="cpu", max_batch_size=max(args.batch))
+    backend = HFBackend(args.model, device=args.device, dtype=args.dtype, max_batch_size=max(args.batch))
     tools: dict[str, Any] = {"hf": backend}
+    for every in args.sync_every:
+        tools[f"hf/sync={every}"] = HFBackend(
+            backend.model, backend.tokenizer, max_batch_size=max(args.batch), sync_every=every
+        )
     if args.before:
         before_cls = load_backend_class_at(args.before)
         tools[f"hf@{args.before}"] = before_cls(
@@ -166,6 +177,7 @@ def main() -> None:
                 per_cpu, per_wall = rate(counts[name], cpu[name]), rate(counts[name], wall[name])
                 row = {
                     "model": args.model,
+                    "device": str(backend.device),
                     "batch": batch,
                     "mode": "sampled" if sampled else "greedy",
                     "tool": name,

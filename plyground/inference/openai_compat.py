@@ -122,6 +122,8 @@ class OpenAIBackend:
     """
 
     name = "openai"
+    # Calls may overlap: the server batches them (the rollout collector reads this).
+    parallel_calls = True
 
     def __init__(
         self,

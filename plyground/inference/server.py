@@ -173,10 +173,11 @@ class _Batcher:
     (uvicorn's, or a TestClient's per-request one) submitted the work.
     """
 
-    def __init__(self, backend: TokenBackend, max_batch_size: int, window_s: float) -> None:
+    def __init__(self, backend: TokenBackend, max_batch_size: int, window_s: float, max_wait_s: float | None = None) -> None:
         self.backend = backend
         self.max_batch_size = max(1, max_batch_size)
         self.window_s = max(0.0, window_s)
+        self.max_wait_s = max(self.window_s, max_wait_s if max_wait_s is not None else 10 * self.window_s)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -212,12 +213,15 @@ class _Batcher:
             if first is None:
                 return
             batch, size = [first], len(first.prompts)
-            deadline = time.monotonic() + self.window_s
-            # Whatever queued up while the previous batch ran is taken at once; the short window
-            # only matters when the server was idle.
+            now = time.monotonic()
+            hard_deadline, deadline = now + self.max_wait_s, now + self.window_s
+            # Whatever queued up while the previous batch ran is taken at once. On an idle server
+            # the window is a gap, not a fixed span: a burst of requests (a client's wave, parsed
+            # one by one by the HTTP loop) keeps the batch open while they keep coming, up to
+            # max_wait_s; a fixed 5 ms span split such waves into two full-length batches.
             while size < self.max_batch_size:
                 try:
-                    remaining = deadline - time.monotonic()
+                    remaining = min(deadline, hard_deadline) - time.monotonic()
                     job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
@@ -226,6 +230,7 @@ class _Batcher:
                     break
                 batch.append(job)
                 size += len(job.prompts)
+                deadline = time.monotonic() + self.window_s
             self._dispatch([j for j in batch if not j.future.done()])
 
     def _dispatch(self, batch: list[_Job]) -> None:
@@ -415,20 +420,24 @@ def create_app(
     model_name: str | None = None,
     max_batch_size: int = 32,
     batch_window_ms: float = 5.0,
+    batch_max_wait_ms: float = 50.0,
 ) -> FastAPI:
     """An OpenAI-compatible FastAPI app serving ``backend``.
 
     ``model_name`` is the name clients must send (default ``backend.model_name``); the backend's
     own ``model_name`` is accepted too. ``max_batch_size`` caps the prompts batched into one
-    backend call (a single request with more prompts still goes as one), ``batch_window_ms`` is
-    how long an idle server waits for company before starting a batch.
+    backend call (a single request with more prompts still goes as one). An idle server waits
+    for company before it starts a batch: until no request has come for ``batch_window_ms``, or
+    ``batch_max_wait_ms`` after the first one, or the batch is full.
     """
     backend_name = getattr(backend, "model_name", None)
     served = model_name or (str(backend_name) if backend_name else "default")
     accepted = {served} | ({str(backend_name)} if backend_name else set())
     tokenizer = backend.tokenizer
     created = int(time.time())
-    batcher = _Batcher(backend, max_batch_size=max_batch_size, window_s=batch_window_ms / 1000)
+    batcher = _Batcher(
+        backend, max_batch_size=max_batch_size, window_s=batch_window_ms / 1000, max_wait_s=batch_max_wait_ms / 1000
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -628,6 +637,8 @@ def serve(
     model_name: str | None = None,
     log_level: str = "warning",
     max_batch_size: int = 32,
+    batch_window_ms: float = 5.0,
+    batch_max_wait_ms: float = 50.0,
     **backend_kwargs: Any,
 ) -> None:
     """Serve a backend (or an ``hf`` model name/path, loaded here) until interrupted.
@@ -647,7 +658,10 @@ def serve(
         model_name = model_name or backend_or_model
     else:
         backend = backend_or_model
-    app = create_app(backend, model_name=model_name, max_batch_size=max_batch_size)
+    app = create_app(
+        backend, model_name=model_name, max_batch_size=max_batch_size,
+        batch_window_ms=batch_window_ms, batch_max_wait_ms=batch_max_wait_ms,
+    )  # fmt: skip
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
@@ -857,6 +871,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--max-batch-size", type=int, default=32, help="most sequences generated together")
+    parser.add_argument("--batch-window-ms", type=float, default=5.0,
+                        help="an idle server starts a batch once no request has come for this long")  # fmt: skip
+    parser.add_argument("--batch-max-wait-ms", type=float, default=50.0,
+                        help="... or this long after the batch's first request")  # fmt: skip
     args = parser.parse_args(argv)
     kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
     logging.basicConfig(level=args.log_level.upper())
@@ -867,6 +885,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         model_name=args.model_name,
         log_level=args.log_level,
         max_batch_size=args.max_batch_size,
+        batch_window_ms=args.batch_window_ms,
+        batch_max_wait_ms=args.batch_max_wait_ms,
         **kwargs,
     )
 

@@ -100,6 +100,8 @@ class ServerBackend:
     name = "server"
     health_paths: tuple[str, ...] = ("/health", "/v1/models")
     return_token_ids = False
+    # Calls may overlap: the server batches them (the rollout collector reads this).
+    parallel_calls = True
 
     def __init__(
         self,

@@ -67,14 +67,22 @@ class EpisodeSpec:
 
 
 class _Batcher:
-    """Merges concurrent single-prompt generations into batched backend calls."""
+    """Merges concurrent single-prompt generations into batched backend calls.
+
+    A local backend gets one call at a time: prompts that arrive while it works wait and go
+    together in the next call. A backend that serves concurrent calls (``parallel_calls``: the
+    inference-server backends, which batch on the server) gets each batch at once, so an episode
+    never waits for another batch's whole generation just because it reached the model later.
+    """
 
     def __init__(self, backend: Backend, params: SamplingParams, max_batch_size: int) -> None:
         self.backend = backend
         self.params = params
         self.max_batch_size = max_batch_size
+        self.parallel = bool(getattr(backend, "parallel_calls", False))
         self._queue: asyncio.Queue[tuple[Chat | list[int], asyncio.Future[Completion]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self.calls = 0
 
     async def generate(self, prompt: Chat | list[int]) -> Completion:
@@ -90,31 +98,42 @@ class _Batcher:
             await asyncio.sleep(0)  # let every episode that is ready enqueue its prompt
             while not self._queue.empty() and len(batch) < self.max_batch_size:
                 batch.append(self._queue.get_nowait())
-            prompts = [p for p, _ in batch]
             self.calls += 1
             params = self.params
             if params.seed is not None:
                 # One seed per call, not the same seed every call: otherwise the K samples of an
                 # episode that land in different batches would be identical draws.
                 params = replace(params, seed=(params.seed + 1_000_003 * self.calls) % 2**31)
-            try:
-                if prompts and isinstance(prompts[0], list) and prompts[0] and isinstance(prompts[0][0], int):
-                    assert isinstance(self.backend, TokenBackend)
-                    results = await self.backend.agenerate_ids(prompts, params)  # type: ignore[arg-type]
-                else:
-                    results = await self.backend.agenerate(prompts, params)  # type: ignore[arg-type]
-                for (_, future), completions in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(completions[0])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            if self.parallel:
+                task = asyncio.create_task(self._call(batch, params))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            else:
+                await self._call(batch, params)
+
+    async def _call(
+        self, batch: list[tuple[Chat | list[int], asyncio.Future[Completion]]], params: SamplingParams
+    ) -> None:
+        prompts = [p for p, _ in batch]
+        try:
+            if prompts and isinstance(prompts[0], list) and prompts[0] and isinstance(prompts[0][0], int):
+                assert isinstance(self.backend, TokenBackend)
+                results = await self.backend.agenerate_ids(prompts, params)  # type: ignore[arg-type]
+            else:
+                results = await self.backend.agenerate(prompts, params)  # type: ignore[arg-type]
+            for (_, future), completions in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(completions[0])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
 
     async def aclose(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        tasks = [t for t in (self._worker, *self._in_flight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def play_episode(

@@ -408,3 +408,33 @@ def test_plyground_server_backend_pushes_trainer_weights(tmp_path) -> None:  # t
     assert sync["version"] == 1 and remote.policy_version == 1
     assert second.logprobs == pytest.approx(expected2.logprobs, abs=1e-4)
     assert second.logprobs != pytest.approx(first.logprobs, abs=1e-4)
+
+
+def _staggered_calls(window_ms: float, max_wait_ms: float, count: int, gap_s: float) -> list[int]:
+    """Batch sizes the backend saw for ``count`` requests sent ``gap_s`` apart to an idle server."""
+    fake = FakeBackend(delay_s=0.01)
+    app = create_app(fake, model_name="m", max_batch_size=64, batch_window_ms=window_ms, batch_max_wait_ms=max_wait_ms)
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+            async def later(i: int) -> httpx.Response:
+                await asyncio.sleep(i * gap_s)
+                return await c.post("/v1/completions", json={"prompt": f"p{i}", "temperature": 0})
+
+            return list(await asyncio.gather(*(later(i) for i in range(count))))
+
+    assert all(r.status_code == 200 for r in asyncio.run(main()))
+    return [size for size, _ in fake.calls]
+
+
+def test_a_burst_spread_wider_than_the_window_still_makes_one_batch() -> None:
+    # 8 requests 30 ms apart span 210 ms, twice the 100 ms window: the window is a gap between
+    # arrivals, so the batch stays open while they keep coming (a fixed span would cut it).
+    assert _staggered_calls(window_ms=100, max_wait_ms=5000, count=8, gap_s=0.03) == [8]
+
+
+def test_the_batch_starts_after_max_wait_even_while_requests_keep_coming() -> None:
+    sizes = _staggered_calls(window_ms=100, max_wait_ms=120, count=12, gap_s=0.03)
+    assert sum(sizes) == 12 and len(sizes) >= 2

@@ -215,3 +215,36 @@ def test_seeded_samples_of_one_episode_differ(tiny_backend: Any) -> None:
     trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), tiny_backend, episode_specs(1, samples=4), config)
     texts = {t.turns[0].completion.text for t in trajs if t.turns[0].completion}
     assert len(texts) > 1
+
+
+class SlowServerBackend(ScriptedBackend):
+    """A scripted policy behind a 'server': each call takes 0.2 s and calls may overlap."""
+
+    def __init__(self, parallel: bool) -> None:
+        super().__init__(bisection_chat_policy)
+        self.parallel_calls = parallel
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def agenerate(self, chats: Any, params: Any) -> Any:
+        import asyncio
+
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.2)
+            return self.generate(chats, params)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_server_backend_gets_overlapping_calls_a_local_one_does_not(parallel: bool) -> None:
+    backend = SlowServerBackend(parallel)
+    # Episodes reach the model at different times (a turn ends whenever its reply comes), so the
+    # batches are uneven; with a server, no batch waits for another's whole generation.
+    trajs = collect_sync(
+        lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(12), RolloutConfig(concurrency=12, max_batch_size=4)
+    )
+    assert all(t.success for t in trajs) and len(trajs) == 12
+    assert (backend.most_in_flight > 1) == parallel
