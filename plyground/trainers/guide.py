@@ -74,14 +74,17 @@ class GuideConfig(GRPOConfig):
 # -- helpers shared with Scaf-GRPO -------------------------------------------------------------------
 def play(trainer: GRPOTrainer, specs: list[Any], rollout_index: int, salt: int) -> list[Trajectory]:
     """Play ``specs`` (``EpisodeSpec``) with the trainer's backend and sampling settings; the sampling
-    seed is a function of ``(seed, rollout_index, salt)``, so reruns and resumes sample the same."""
+    seed is a function of ``(seed, rollout_index, rank, salt)``, so reruns and resumes sample the same
+    and data-parallel processes do not draw the same random numbers."""
     import plyground
     from plyground.rollout.collector import RolloutConfig, collect_sync
 
     c = trainer.config
+    # As in GRPOTrainer.sample: rank r of w plays shard rollout_index * w + r (the usual one alone).
+    shard = rollout_index * trainer.world_size + trainer.rank
     sampling = SamplingParams(
         max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p,
-        seed=(c.seed * 7919 + rollout_index * 104_729 + salt) % 2**31,
+        seed=(c.seed * 7919 + shard * 104_729 + salt) % 2**31,
     )
     concurrency = 1 if (c.reproducible_rollouts or c.deterministic) else c.concurrency
     rollout = RolloutConfig(sampling=sampling, concurrency=concurrency, max_turns=c.max_turns, track_tokens=True)

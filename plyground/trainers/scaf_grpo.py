@@ -105,7 +105,7 @@ class ScafGRPOTrainer(GRPOTrainer):
         self.step_metrics["scaf/guidance_active"] = float(self.guidance_active())
         replaced = tries = 0
         if self.guidance_active():
-            rng = random.Random(c.seed * 1_000_003 + rollout_index)
+            rng = random.Random(c.seed * 1_000_003 + rollout_index * self.world_size + self.rank)
             for g in stagnant:
                 seed = int(groups[g][0].seed or 0)
                 ladder = self.ladder(seed)

@@ -392,3 +392,23 @@ def test_cli_smoke(tmp_path: Path, algo: str, config: str, sets: list[str], keys
     for key in keys:
         assert key in last, (key, sorted(last))
     assert re.match(r"step_\d+", next((tmp_path / "checkpoints").glob("step_*")).name)
+
+
+def test_hinted_resamples_draw_other_numbers_on_other_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import plyground.rollout.collector as collector
+    from plyground.trainers.guide import play
+
+    seeds: list[int | None] = []
+    monkeypatch.setattr(collector, "collect_sync", lambda *a, **k: seeds.append(a[3].sampling.seed) or [])
+    config = GuideConfig(env_id="GuessNumber-v0")
+
+    def seed_for(rank: int, world_size: int, rollout_index: int) -> int | None:
+        play(types.SimpleNamespace(config=config, backend=None, rank=rank, world_size=world_size), [], rollout_index, salt=1)  # type: ignore[arg-type]
+        return seeds[-1]
+
+    # One process samples as before (shard = rollout index); two processes never share a seed.
+    assert seed_for(0, 1, 3) == (config.seed * 7919 + 3 * 104_729 + 1) % 2**31
+    two = [seed_for(r, 2, i) for i in range(4) for r in range(2)]
+    assert len(set(two)) == len(two)
