@@ -237,8 +237,9 @@ class MRTTrainer(GRPOTrainer):
             if self._instructions:
                 chat.insert(0, Message("system", self._instructions))
             todo.append((t, episodes, chat))
+        shard = rollout_index * self.world_size + self.rank  # data parallel: each process its own draws
         params = SamplingParams(max_tokens=c.force_max_tokens, temperature=c.temperature, top_p=c.top_p,
-                                seed=(c.seed * 7919 + rollout_index * 31 + 17) % 2**31)
+                                seed=(c.seed * 7919 + shard * 31 + 17) % 2**31)
         checkers = {seed: answer_checker(self.gold(seed)) for seed in {int(t.seed or 0) for t, _, _ in todo}}
         items = [(chat, episodes, checkers[int(t.seed or 0)]) for t, episodes, chat in todo]
         for (t, episodes, _), j in zip(todo, estimate_j_many(self.backend, items, c.j_samples, params), strict=True):
