@@ -86,9 +86,15 @@ class BFSProverConfig(TrainConfig):
 
 
 class BFSProverTrainer(Trainer):
-    """Rounds of filter -> best-first search -> SFT + DPO (module docstring)."""
+    """Rounds of filter -> best-first search -> SFT + DPO (module docstring).
+
+    Data parallel: process ``r`` of ``w`` filters and searches problems ``r, r + w, ...`` of each
+    round and trains on the proofs and pairs it found (gradients are averaged as usual), so every
+    process keeps and checkpoints its own data; its round metrics are those of its own problems.
+    """
 
     config: BFSProverConfig
+    per_rank_state = True
 
     def __init__(self, config: BFSProverConfig, model: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
         super().__init__(config, model, tokenizer, **kwargs)
@@ -103,7 +109,7 @@ class BFSProverTrainer(Trainer):
         self.proofs: list[dict[str, Any]] = []  # SFT chats
         self.pairs: list[dict[str, Any]] = []  # DPO pairs with "ref": [chosen, rejected]
         self.round = 0
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(config.seed + 1_000_003 * self.rank)
         self.round_metrics: dict[str, float] = {}
         self.searched: list[dict[str, Any]] = []  # per searched problem: round, seed, options, success
 
@@ -136,7 +142,7 @@ class BFSProverTrainer(Trainer):
         opts = options if options is not None else [None] * len(seeds)
         specs = [EpisodeSpec(seed=s, episode=i, sample=j, options=dict(o) if o else None)
                  for i, (s, o) in enumerate(zip(seeds, opts, strict=True)) for j in range(c.filter_samples)]
-        sampling = SamplingParams(max_tokens=c.max_tokens, temperature=1.0, seed=(c.seed * 31 + self.round) % 2**31)
+        sampling = SamplingParams(max_tokens=c.max_tokens, temperature=1.0, seed=(c.seed * 31 + self._shard()) % 2**31)
         trajs = collect_sync(lambda: plyground.make(c.env_id, **c.env_kwargs), self.backend, specs,
                              RolloutConfig(sampling=sampling, concurrency=4))
         wins = [0] * len(seeds)
@@ -150,12 +156,12 @@ class BFSProverTrainer(Trainer):
 
         c = self.config
         self.model.eval()
-        problems = self.round_problems(self.round)
+        problems = self.round_problems(self.round)[self.rank :: self.world_size]
         seeds = [s for s, _ in problems]
         rates = self.solve_rates(seeds, [o for _, o in problems])
         hard = [p for p, r in zip(problems, rates, strict=True) if r < c.easy_threshold]
         proposer = Proposer(self.backend, SamplingParams(max_tokens=c.max_tokens, temperature=c.temperature,
-                                                         seed=(c.seed * 131 + self.round) % 2**31))
+                                                         seed=(c.seed * 131 + self._shard()) % 2**31))
         bcfg = BestFirstConfig(width=c.width, alpha=c.alpha, max_nodes=c.max_nodes, time_limit_s=None)
         found, new_pairs = 0, []
         planned_tried = planned_found = 0
@@ -196,6 +202,10 @@ class BFSProverTrainer(Trainer):
             **({"env/planned_success": planned_found / max(planned_tried, 1), "charts/lemmas": float(len(self.lemma_store))}
                if c.planner else {}),
         }
+
+    def _shard(self) -> int:
+        """This process's share of the round, for sampling seeds (the round itself on one process)."""
+        return self.round * self.world_size + self.rank
 
     def plan_and_prove(self, seed: int, options: dict[str, Any] | None, proposer: Any, search_config: Any) -> Any:
         """V2's planner on the problem ``(seed, options)`` with the policy as planner and prover;
@@ -279,7 +289,7 @@ class BFSProverTrainer(Trainer):
         return {
             "proofs": self.proofs, "pairs": self.pairs, "round": self.round, "rng": self.rng.getstate(),
             "round_metrics": self.round_metrics, "cache": dict(self.cache.items()), "base_state": self.base_state,
-            "lemma_store": self.lemma_store,
+            "lemma_store": self.lemma_store, "searched": self.searched,
         }
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
@@ -290,3 +300,4 @@ class BFSProverTrainer(Trainer):
             self.cache.put(key, tuple(actions))
         self.base_state = state["base_state"]
         self.lemma_store = dict(state.get("lemma_store", {}))
+        self.searched = list(state.get("searched", []))

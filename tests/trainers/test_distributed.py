@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 WORKER = Path(__file__).with_name("dp_worker.py")
+BFS_WORKER = Path(__file__).with_name("dp_bfs_worker.py")
 
 
 def torch_cuda_available() -> bool:
@@ -73,3 +74,21 @@ def test_fsdp_on_cpu_is_refused_not_run_unsharded(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "FSDP was asked for (ACCELERATE_USE_FSDP) but there is no CUDA GPU" in done.stdout + done.stderr
     assert not (tmp_path / "fsdp" / "result_0.json").exists()
+
+
+@pytest.mark.slow  # one launch of two processes, each searching and training
+def test_bfs_prover_processes_search_their_own_problems_and_resume_them(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           str(BFS_WORKER), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["digest"] == ranks[1]["digest"]  # gradients were averaged
+    assert ranks[0]["round_seeds"] == ranks[1]["round_seeds"]
+    for round_index, seeds in enumerate(ranks[0]["round_seeds"]):
+        mine = [[s for r, s in rank["searched"] if r == round_index] for rank in ranks]
+        assert mine == [seeds[0::2], seeds[1::2]]  # disjoint halves that cover the round
+    for rank in ranks:  # each process resumed its own searches, not the main process's
+        assert rank["resumed_searched"] == rank["searched"]

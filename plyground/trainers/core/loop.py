@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -362,10 +362,14 @@ class Trainer:
 
     Subclasses implement :meth:`make_step_batch` and :meth:`compute_loss`, and, when they keep data
     position or buffers, :meth:`trainer_state` / :meth:`load_trainer_state`. ``extra_modules`` (a
-    value head, a critic) are trained and checkpointed with the model.
+    value head, a critic) are trained and checkpointed with the model. Under data parallelism the
+    main process checkpoints its trainer state for all; a trainer whose processes each gather their
+    own data (search results, a replay buffer) sets ``per_rank_state`` so that every process saves
+    and resumes its own.
     """
 
     config: TrainConfig
+    per_rank_state: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -551,6 +555,8 @@ class Trainer:
         if self.parallel is not None:
             self.parallel.wait()  # the folder exists before anyone writes into it
             per_rank: dict[str, Any] = {"rng": rng_state()}
+            if self.per_rank_state:
+                per_rank["trainer"] = self.trainer_state()
             if self.parallel.fsdp:
                 per_rank["optimizer"] = self.optimizer.state_dict()
             torch.save(per_rank, tmp / f"rank_{self.rank}.pt")
@@ -611,7 +617,10 @@ class Trainer:
         self.load_trainer_state(state["trainer"])
         rng = state["rng"]
         if self.parallel is not None:
-            rng = torch.load(folder / f"rank_{self.rank}.pt", map_location="cpu", weights_only=False)["rng"]
+            own = torch.load(folder / f"rank_{self.rank}.pt", map_location="cpu", weights_only=False)
+            rng = own["rng"]
+            if self.per_rank_state:
+                self.load_trainer_state(own["trainer"])
         set_rng_state(rng)
         self.step = int(state["step"])
         return True
