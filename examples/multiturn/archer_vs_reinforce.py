@@ -4,9 +4,12 @@ Both trainers start from the same warm-started small policy (a 2-layer, 64-wide 
 tokenizer is SmolLM2's cut down to the maze's texts by ``compact_tokenizer``: 478 tokens instead of
 49,152; SFT on a noisy maze expert that plays a random move half of the time), sample
 ``--episodes`` episodes per rollout batch with the same sampler and seeds, and take
-``--actor-epochs`` actor steps per batch. ArCHer's first rollout batch trains only its critic
-(warm-up), so it is charged those env steps without an actor update; after every batch its critic
-takes ``--critic-steps`` steps on replay-buffer samples. The curves are the rollout batches' own
+``--actor-epochs`` actor steps per batch. ArCHer's first ``--warmup-iters`` rollout batches train
+only its critic (warm-up), so it is charged those env steps without an actor update; after every
+batch its critic takes ``--critic-steps`` steps on replay-buffer samples. With ``--actor-states
+replay`` (the reference ArCHer) its actor takes ``--archer-actor-steps`` steps per batch, each on
+``--actor-batch`` states sampled from the replay buffer with fresh actions of the current policy
+(no env steps); with ``rollout`` it trains on the latest batch's turns, as REINFORCE does. The curves are the rollout batches' own
 statistics (the episodes each step trained on: the sampling policy's performance, no extra env
 steps), against cumulative env steps (turns played).
 
@@ -108,9 +111,13 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
     from plyground.trainers.archer import ArCHerConfig, ArCHerTrainer
     from plyground.trainers.baselines import ReinforceConfig, ReinforceTrainer
 
+    # ArCHer's replay actor takes --archer-actor-steps steps per rollout batch, each on fresh buffer
+    # states; REINFORCE (and ArCHer's rollout actor) take --actor-epochs steps on the rollout batch.
+    replay = method == "archer" and getattr(args, "actor_states", "rollout") == "replay"
+    actor_steps = (getattr(args, "archer_actor_steps", None) or args.actor_epochs) if replay else args.actor_epochs
     common = dict(
-        env_id=ENV_ID, env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=5,
-        temperature=1.0, total_steps=args.steps * args.actor_epochs, lr=args.lr, num_iterations=args.actor_epochs,
+        env_id=ENV_ID, env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=getattr(args, "max_tokens", 5),
+        temperature=1.0, total_steps=args.steps * actor_steps, lr=args.lr, num_iterations=actor_steps,
         concurrency=args.episodes, micro_batch_size=min(args.episodes, 8), seed=seed,
         gamma=args.gamma, mixed_precision="no", out_dir=str(Path(args.out) / (args.tag or "default") / f"{method}_lr{args.lr:g}_seed{seed}"),
     )
@@ -120,9 +127,11 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
     trainer: Any
     if method == "archer":
         cfg = ArCHerConfig(
-            **common, warmup_iters=1, critic_steps=args.critic_steps, center_advantages=bool(args.center), critic_batch=32,
+            **common, warmup_iters=getattr(args, "warmup_iters", 1), critic_steps=args.critic_steps, center_advantages=bool(args.center), critic_batch=32,
             critic_context=args.critic_context, critic_lr=1e-3, tau=0.1,
             critic={"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64},
+            actor_states=getattr(args, "actor_states", "rollout"), actor_batch=getattr(args, "actor_batch", 32),
+            v_target_actions=getattr(args, "v_target", "buffer"),
         )
         trainer = ArCHerTrainer(cfg, model=copy.deepcopy(model), tokenizer=tok, on_update=hooks)
     else:
@@ -251,7 +260,7 @@ def plot(runs: dict[str, dict[int, list[dict[str, float]]]], path: Path, title: 
         ax.set_xlabel("cumulative env steps (turns played)")
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -274,6 +283,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sft-steps", type=int, default=60)
     ap.add_argument("--hidden", type=int, default=64, help="policy width")
     ap.add_argument("--layers", type=int, default=2, help="policy layers")
+    ap.add_argument("--max-tokens", type=int, default=5,
+                    help="tokens per reply (2 = exactly 'move <dir>': the env reads the last move in a reply, so "
+                    "longer replies of an exploring policy carry junk that changes which move is played)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--gamma", type=float, default=0.95)
     ap.add_argument("--critic-steps", type=int, default=20)
@@ -281,6 +293,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="ArCHer: the critic's state text (the observation, or prefixed with the turn number)")
     ap.add_argument("--actor-epochs", type=int, default=1, help="actor steps per rollout batch (both methods; PPO clip)")
     ap.add_argument("--center", type=int, default=1, help="ArCHer: centre the actor advantages (1) or not (0)")
+    ap.add_argument("--actor-states", default="rollout", choices=["rollout", "replay"],
+                    help="ArCHer: the actor trains on the latest rollout (rollout) or on states sampled from the "
+                    "replay buffer with fresh actions of the current policy (replay, the reference)")
+    ap.add_argument("--warmup-iters", type=int, default=1,
+                    help="ArCHer: rollout batches of critic-only training before the actor moves (their env steps count)")
+    ap.add_argument("--actor-batch", type=int, default=32, help="ArCHer replay actor: buffer states per actor step")
+    ap.add_argument("--archer-actor-steps", type=int, default=None,
+                    help="ArCHer replay actor: actor steps per rollout batch (default --actor-epochs)")
+    ap.add_argument("--v-target", default="buffer", choices=["buffer", "policy"],
+                    help="ArCHer: a_pi of the V target, the buffer's action or one sampled from the current policy")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--out", default="runs/multiturn/archer_vs_reinforce")
@@ -293,6 +315,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--eval-start", type=int, default=0,
                     help="no training: play this many episodes (T = 1, max-tokens 5) with the warm start and write "
                     "their statistics to --out/start_eval_sft<N>.json")
+    ap.add_argument("--critic-check", type=int, default=0,
+                    help="no actor training: train ArCHer's critic alone for this many rollout batches, then report how "
+                    "often it ranks the expert's move first (--out/critic_check_sft<N>_tok<M>.json)")
     ap.add_argument("--from-metrics", nargs="+", default=None,
                     help="no training: rebuild the curves of trainer out folders (METHOD:SEED:DIR, one actor step per "
                     "batch) from their metrics.jsonl, for a run whose process was stopped before it wrote its JSON")
@@ -312,6 +337,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return payload
     if args.eval_start:
         return eval_start(args)
+    if args.critic_check:
+        return critic_check(args)
     if args.merge:
         return merge(args.merge, args.tag, Path(args.out) if args.quick else RESULTS)
     args.deadline = time.time() + args.time_budget_s if args.time_budget_s else None
@@ -349,7 +376,8 @@ def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
     # Settings that do not change a run (bookkeeping), that only ArCHer reads, or the run length
     # (the summary compares at the env steps all runs reached) may differ.
     ignore = {"methods", "seeds", "tag", "out", "quick", "deadline", "time_budget_s", "jobs", "merge", "replot",
-              "critic_context", "steps", "eval_start", "from_metrics"}
+              "critic_context", "steps", "eval_start", "from_metrics", "actor_states", "actor_batch",
+              "archer_actor_steps", "v_target", "center", "critic_steps", "lr", "warmup_iters", "critic_check"}
     base = {k: v for k, v in payloads[0]["config"].items() if k not in ignore}
     runs: dict[str, dict[int, list[dict[str, float]]]] = {}
     for p, payload in zip(paths, payloads, strict=True):
@@ -358,8 +386,10 @@ def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
             raise ValueError(f"{p}: a different config: {set(other.items()) ^ set(base.items())}")
         for method, by_seed in payload["runs"].items():
             runs.setdefault(method, {}).update({int(s): rows for s, rows in by_seed.items()})
+    # Each method may run at its own (tuned) learning rate and ArCHer settings: recorded per method.
+    by_method = {m: p["config"] for p in payloads for m in p["runs"]}
     config = {**base, "seeds": sorted({s for by in runs.values() for s in by}), "merged_from": paths,
-              "configs": [p["config"] for p in payloads]}
+              "configs": [p["config"] for p in payloads], "lr_by_method": {m: c["lr"] for m, c in by_method.items()}}
     summary = summarise(runs)
     name = "archer_vs_reinforce" + (f"_{tag}" if tag else "")
     dest.mkdir(parents=True, exist_ok=True)
@@ -398,12 +428,54 @@ def eval_start(args: argparse.Namespace) -> dict[str, Any]:
     set_threads()
     model, tok, env_kwargs = maze_warm_policy(args)
     trajs = evaluate(model, tok, ENV_ID, env_kwargs, episode_specs(args.eval_start, base_seed=777_000),
-                     temperature=1.0, max_tokens=5, seed=777)
+                     temperature=1.0, max_tokens=args.max_tokens, seed=777)
     turns = [float(t.num_turns) for t in trajs]
     wins = [float(t.success) for t in trajs]
     out = {"episodes": len(trajs), "turns": _stats(turns), "success": _stats(wins)}
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"start_eval_sft{args.sft_steps}.json").write_text(json.dumps(out, indent=1) + "\n")
+    name = f"start_eval_sft{args.sft_steps}" + ("" if args.max_tokens == 5 else f"_tok{args.max_tokens}")
+    (Path(args.out) / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return out
+
+
+def critic_check(args: argparse.Namespace) -> dict[str, Any]:
+    """Can ArCHer's critic rank moves? Train only the critic (the actor is off: warm-up longer than
+    the run) for ``--critic-check`` rollout batches from the warm start, then, at the first state of
+    40 episodes (turn 1 and, as if later, turn 4), score the four clean moves ``move up/down/left/right``
+    with ``min Q - min V`` and count how often the expert's move is ranked first (chance: 0.25). Also
+    reports the share of buffer actions that are exactly one clean move."""
+    import plyground
+    from plyground.envs.lmrl.maze import MOVES, U_MAZE, MazeExpert
+    from plyground.trainers.archer import ArCHerConfig, ArCHerTrainer
+    from plyground.trainers.core.critic import advantages, state_text
+
+    set_threads()
+    model, tok, env_kwargs = maze_warm_policy(args)
+    cfg = ArCHerConfig(
+        env_id=ENV_ID, env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=args.max_tokens,
+        temperature=1.0, total_steps=args.critic_check, lr=1e-9, concurrency=args.episodes, micro_batch_size=8, seed=0,
+        gamma=args.gamma, mixed_precision="no", out_dir=str(Path(args.out) / "critic_check"), live_table=False,
+        warmup_iters=args.critic_check + 1, critic_steps=args.critic_steps, critic_batch=32, critic_context=args.critic_context,
+        critic_lr=1e-3, tau=0.1, critic={"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64},
+    )
+    trainer = ArCHerTrainer(cfg, model=copy.deepcopy(model), tokenizer=tok)
+    trainer.train()
+    expert, env = MazeExpert(layout=U_MAZE), plyground.make(ENV_ID, **env_kwargs)
+    moves = list(MOVES)
+    hits, gaps = [], []
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        best = expert.act(obs)
+        for turn in (0, 3):
+            score = advantages(trainer.critic, tok, [state_text(obs, turn, args.critic_context)] * 4, moves)
+            hits.append(float(moves[int(score.argmax())] == best))
+            gaps.append(float(score[moves.index(best)]) - max(float(score[i]) for i in range(4) if moves[i] != best))
+    out = {"rollout_batches": args.critic_check, "max_tokens": args.max_tokens, "sft_steps": args.sft_steps,
+           "buffer": len(trainer.replay), "clean_move_share": sum(t.action in MOVES for t in trainer.replay.items) / len(trainer.replay),
+           "expert_move_ranked_first": _stats(hits), "gap_expert_minus_best_other": _stats(gaps)}
+    name = f"critic_check_sft{args.sft_steps}_tok{args.max_tokens}"
+    (Path(args.out) / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     return out
 
@@ -432,8 +504,13 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 
 def _title(cfg: dict[str, Any]) -> str:
+    lrs = cfg.get("lr_by_method") or {"": cfg["lr"]}
+    lr = ", ".join(f"{m} {v:g}".strip() for m, v in sorted(lrs.items())) if len(set(lrs.values())) > 1 else f"{cfg['lr']:g}"
+    rep = next((c for c in cfg.get("configs", [cfg]) if c.get("actor_states") == "replay"), None)
+    actor = (f"ArCHer replay actor {rep.get('archer_actor_steps') or rep.get('actor_epochs', 1)} x {rep.get('actor_batch', 32)} "
+             f"buffer states per batch" if rep else f"{cfg.get('actor_epochs', 1)} actor step(s)/batch")
     return (f"U maze ({cfg['max_steps']} moves), {len(cfg['seeds'])} seeds, {cfg['episodes']} episodes/batch, "
-            f"lr {cfg['lr']:g}, {cfg.get('actor_epochs', 1)} actor step(s)/batch, warm start {cfg.get('sft_steps', 60)} SFT steps")
+            f"lr {lr}, {actor}, warm start {cfg.get('sft_steps', 60)} SFT steps")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the multi-turn must-show experiments A (ArCHer vs REINFORCE, two learning rates, 3 seeds), B (SCoRe)
+# Run the multi-turn must-show experiments A (ArCHer vs REINFORCE, each at its tuned learning rate, 3 seeds), B (SCoRe)
 # C (Agent Q) and D (BFS-Prover) side by side, each writing docs/results/<name>.{json,png}; logs go to $1.
 # Needs ~16 cores (15 single-threaded processes; a GPU is used when torch sees one).
 #   bash examples/multiturn/run_all.sh runs/multiturn/logs 300
@@ -11,20 +11,19 @@ PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
 mkdir -p "$LOGS"
 cd "$(dirname "$0")/../.."
-# A: one process per (learning rate, method); ArCHer's critic makes its runs ~3x slower per batch.
-A="examples/multiturn/archer_vs_reinforce.py --jobs 1 --episodes 16 --center 1 --critic-steps 50 --critic-context turn --quick"
+# A: one process per method (ArCHer: replay-buffer actor, lr 1e-4; REINFORCE: lr 1e-3; each the best of
+# three learning rates on seed 0), from the 20-step SFT start with 2-token replies.
+A="examples/multiturn/archer_vs_reinforce.py --jobs 1 --episodes 16 --max-tokens 2 --sft-steps 20 --center 1 --critic-steps 50 --critic-context turn --quick"
 AO=runs/multiturn/archer_vs_reinforce
 # First the shared warm start (cached under $AO) and its measured start point (128 episodes).
-$PY examples/multiturn/archer_vs_reinforce.py --eval-start 128 --out $AO > "$LOGS/A_start.log" 2>&1
-for LR in 1e-3 3e-3; do
-  $PY $A --methods archer --steps 32 --lr $LR --tag A_archer_$LR > "$LOGS/A_archer_$LR.log" 2>&1 &
-  $PY $A --methods reinforce --steps 32 --lr $LR --tag A_reinforce_$LR > "$LOGS/A_reinforce_$LR.log" 2>&1 &
-done
+$PY examples/multiturn/archer_vs_reinforce.py --eval-start 128 --sft-steps 20 --max-tokens 2 --out $AO > "$LOGS/A_start.log" 2>&1
+$PY $A --methods archer --steps 32 --lr 1e-4 --actor-states replay --actor-batch 32 --archer-actor-steps 4 --warmup-iters 2 \
+  --tag A_archer > "$LOGS/A_archer.log" 2>&1 &
+$PY $A --methods reinforce --steps 32 --lr 1e-3 --tag A_reinforce > "$LOGS/A_reinforce.log" 2>&1 &
 $PY examples/multiturn/score_selfcorrect.py --seeds 0 1 2 3 4 --no-scale-rewards --name score_selfcorrect_noscale > "$LOGS/B.log" 2>&1 &
 [ "${RUN_C:-1}" = 1 ] && $PY examples/multiturn/agent_q_iteration.py --seeds 0 1 2 > "$LOGS/C.log" 2>&1 &
 [ "${RUN_D:-1}" = 1 ] && $PY examples/multiturn/bfs_prover_round.py --seeds 0 1 2 --samples 6 > "$LOGS/D.log" 2>&1 &
 wait
-$PY examples/multiturn/archer_vs_reinforce.py --merge $AO/archer_vs_reinforce_A_{archer,reinforce}_1e-3.json >> "$LOGS/A_merge.log" 2>&1
-$PY examples/multiturn/archer_vs_reinforce.py --merge $AO/archer_vs_reinforce_A_{archer,reinforce}_3e-3.json --tag lr3e-3 >> "$LOGS/A_merge.log" 2>&1
+$PY examples/multiturn/archer_vs_reinforce.py --merge $AO/archer_vs_reinforce_A_{archer,reinforce}.json >> "$LOGS/A_merge.log" 2>&1
 tar czf "$LOGS/results.tgz" docs/results/archer_vs_reinforce* docs/results/score_selfcorrect* docs/results/agent_q_iteration* docs/results/bfs_prover_round* 2>/dev/null
 echo done

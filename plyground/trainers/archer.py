@@ -8,18 +8,29 @@ One rollout iteration (every ``num_iterations`` actor steps):
 2. **critic**: ``critic_steps`` steps on batches of ``critic_batch`` buffer transitions, loss = the
    sum of four MSEs (``Qi(s,a) -> r + gamma (1-done) Vtarget_i(s')``, ``Vi(s) -> Qtarget_i(s, a_pi)``),
    each followed by a soft update ``target <- (1 - tau) target + tau online``;
-3. **actor** (once ``iteration >= warmup_iters``): every model token of turn ``k`` is weighted by
-   ``A_k = min(Q1,Q2)(s_k, a_k) - min(V1,V2)(s_k)`` from the online critic (no gradient), where
-   ``a_k`` was just sampled from the current policy at ``s_k``; loss ``-A * log pi`` per token
-   (PPO-clip at ratio 1 on the first actor step). Before warm-up ends the advantages are 0, so the
-   actor does not move.
+3. **actor** (once ``iteration >= warmup_iters``), token level, with advantages from the online
+   critic (no gradient) and loss ``-A * log pi`` on every model token of the action (PPO-clip at
+   ratio 1, i.e. the plain policy gradient, on a fresh sample). Which states and actions, by
+   ``actor_states``:
 
-The reference's ``actor_epochs`` (several actor steps per iteration) is GRPO's ``num_iterations``:
-the advantages are computed once per rollout batch and reused, with PPO-clip on the later steps.
+   - ``"replay"`` (the reference): each of the ``num_iterations`` actor steps of an iteration
+     samples ``actor_batch`` transitions from the replay buffer, samples a fresh action ``a_pi``
+     from the *current* policy at each one's prompt (the chat the policy saw there, kept in the
+     buffer; no env step) and uses ``A = min(Q1,Q2)(s, a_pi) - min(V1,V2)(s)``. Reusing buffer
+     states is where ArCHer's sample efficiency over on-policy methods comes from.
+   - ``"rollout"`` (the default, kept for earlier configs): the latest rollout's turns with the
+     actions the policy took there; the ``num_iterations`` steps reuse that batch with PPO-clip.
 
-Deviation, kept small for CPU scale: the V target uses the buffer's action (``a_pi`` = what the
-behaviour policy did), exact for the freshest rollouts; the actor's states are the latest rollout's
-(on-policy), not a fresh sample of buffer states.
+   Before warm-up ends the advantages are 0, so the actor does not move.
+
+The V target uses ``Qtarget(s, a_pi)``: with ``v_target_actions="policy"`` (the reference) ``a_pi``
+is sampled from the current policy at each critic batch's states (one generate call per critic
+step); with ``"buffer"`` (the default, cheaper) it is the buffer's action, exact for on-policy data.
+
+Deviations, for CPU scale: the reference's ``actor_epochs`` are ``num_iterations`` actor steps per
+rollout iteration, each on ``actor_batch`` states (the reference accumulates gradients over
+``batch x grad_accum`` states per step); loss aggregation follows ``loss_agg`` (token mean by
+default; the reference sums a reply's token log-probs and averages over replies).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from plyground.rollout.agent import parse_action
 from plyground.trainers.baselines import spread_per_turn
 from plyground.trainers.core.critic import (
     STATE_CONTEXTS,
@@ -43,9 +55,13 @@ from plyground.trainers.core.critic import (
     state_text,
     trajectory_transitions,
 )
-from plyground.trainers.core.loop import hfield
+from plyground.trainers.core.logprobs import collate
+from plyground.trainers.core.loop import hfield, split_micro
 from plyground.trainers.grpo import GRPOConfig, GRPOTrainer
-from plyground.types import Trajectory
+from plyground.types import SamplingParams, TokenRecord, Trajectory
+
+ACTOR_STATES = ("rollout", "replay")
+V_TARGET_ACTIONS = ("buffer", "policy")
 
 
 @dataclass
@@ -77,6 +93,15 @@ class ArCHerConfig(GRPOConfig):
         "observation", "the critic's state text: the observation, or 'turn k: ' + observation (the value of a "
         "state depends on the turns left when the env ends at a horizon)"
     )
+    actor_states: Literal["rollout", "replay"] = hfield(
+        "rollout", "the actor's states: 'replay' samples actor_batch buffer states per actor step and fresh actions "
+        "from the current policy there (the reference); 'rollout' trains on the latest rollout's turns and actions"
+    )
+    actor_batch: int = hfield(32, "actor_states=replay: buffer states per actor step")
+    v_target_actions: Literal["buffer", "policy"] = hfield(
+        "buffer", "a_pi in the V target Qtarget(s, a_pi): the buffer's action, or 'policy': sampled from the current "
+        "policy at each critic batch's states (the reference; one generate call per critic step)"
+    )
     loss_agg: Literal["sequence", "token", "constant"] = hfield("token", "token-level normalisation")
     lr: float = hfield(1e-4, "actor peak learning rate (AdamW)")
 
@@ -89,6 +114,12 @@ class ArCHerConfig(GRPOConfig):
         CriticConfig(**self.critic)  # unknown keys fail here
         if self.critic_context not in STATE_CONTEXTS:
             raise ValueError(f"critic_context must be one of {STATE_CONTEXTS}, got {self.critic_context!r}")
+        if self.actor_states not in ACTOR_STATES:
+            raise ValueError(f"actor_states must be one of {ACTOR_STATES}, got {self.actor_states!r}")
+        if self.v_target_actions not in V_TARGET_ACTIONS:
+            raise ValueError(f"v_target_actions must be one of {V_TARGET_ACTIONS}, got {self.v_target_actions!r}")
+        if self.actor_batch < 1:
+            raise ValueError(f"actor_batch must be >= 1, got {self.actor_batch}")
 
 
 class ArCHerTrainer(GRPOTrainer):
@@ -106,7 +137,9 @@ class ArCHerTrainer(GRPOTrainer):
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=config.critic_lr)
         self.replay = ReplayBuffer(config.buffer_size)
         self.critic_rng = random.Random(config.seed)
+        self.actor_rng = random.Random(config.seed + 1)
         self.iteration = 0
+        self.policy_samples = 0  # generate calls at buffer states so far: each gets its own sampling seed
 
     # -- critic ------------------------------------------------------------------------------------
     def critic_update(self, steps: int) -> dict[str, float]:
@@ -116,7 +149,12 @@ class ArCHerTrainer(GRPOTrainer):
         self.critic.train()
         for _ in range(steps):
             batch = self.replay.sample(c.critic_batch, self.critic_rng)
-            loss, metrics = critic_loss(self.critic, self.target_critic, self.tokenizer, batch, c.gamma, device=self.device)  # type: ignore[arg-type]
+            pi_actions = None
+            if c.v_target_actions == "policy":
+                pi_actions = [parse_action(comp.text) for comp in self.policy_actions(batch)]
+            loss, metrics = critic_loss(
+                self.critic, self.target_critic, self.tokenizer, batch, c.gamma, pi_actions=pi_actions, device=self.device,  # type: ignore[arg-type]
+            )
             self.critic_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_max_grad_norm)
@@ -125,6 +163,67 @@ class ArCHerTrainer(GRPOTrainer):
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v / steps
         return sums
+
+    # -- fresh actions at buffer states ---------------------------------------------------------------
+    def policy_actions(self, states: list[Any]) -> list[Any]:
+        """One completion of the current policy per buffer transition, at the prompt the policy saw
+        there (no env step); each call draws with its own seed, a function of the run's seed and
+        of how many such calls came before (so a resumed run draws what the straight run did)."""
+        c = self.config
+        prompts = [t.prompt_ids for t in states]
+        if any(not p for p in prompts):
+            raise RuntimeError(
+                "a replay transition has no prompt ids: re-sampling actions at buffer states needs rollouts "
+                "whose completions record prompt_token_ids (a token backend)"
+            )
+        generate = getattr(self.backend, "generate_ids", None)
+        if generate is None:
+            raise RuntimeError(f"{type(self.backend).__name__} cannot generate from token ids")
+        seed = (c.seed * 1_000_003 + 7_777_777 + self.policy_samples) % 2**31
+        self.policy_samples += 1
+        params = SamplingParams(max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p, seed=seed)
+        with self.full_weights():
+            return [row[0] for row in generate(prompts, params)]
+
+    def replay_actor_batch(self) -> dict[str, torch.Tensor]:
+        """One actor step's batch under ``actor_states="replay"``: ``actor_batch`` buffer states,
+        a fresh action of the current policy at each, ``A = min Q(s, a_pi) - min V(s)`` on the
+        action's tokens (the prompt's tokens are masked out)."""
+        c = self.config
+        states = self.replay.sample(c.actor_batch, self.actor_rng)
+        completions = self.policy_actions(states)
+        actions = [parse_action(comp.text) for comp in completions]
+        self.critic.eval()
+        adv = advantages(self.critic, self.tokenizer, [t.obs for t in states], actions, self.device)
+        adv = self._shape_advantages(adv)
+        records = []
+        for state, comp in zip(states, completions, strict=True):
+            prompt, ids = list(state.prompt_ids or []), list(comp.token_ids)
+            logprobs = list(comp.logprobs) if len(comp.logprobs) == len(ids) else [0.0] * len(ids)
+            records.append(TokenRecord(prompt + ids, [0] * len(prompt) + [1] * len(ids), [0.0] * len(prompt) + logprobs))
+        batch = collate(records, self.pad_token_id)
+        batch["advantages"] = adv[:, None] * batch["loss_mask"]
+        if c.beta > 0:
+            batch["ref_logprobs"] = self._reference_logprobs(batch)
+        return batch
+
+    def _shape_advantages(self, flat: torch.Tensor) -> torch.Tensor:
+        self.step_metrics["critic/advantage_raw_mean"] = float(flat.mean()) if flat.numel() else 0.0
+        if self.config.center_advantages and flat.numel() > 1:
+            flat = flat - flat.mean()
+        if self.config.normalize_advantages and flat.numel() > 1:
+            flat = flat / (flat.std() + 1e-6)
+        self.step_metrics["critic/advantage_mean"] = float(flat.mean()) if flat.numel() else 0.0
+        self.step_metrics["critic/advantage_std"] = float(flat.std()) if flat.numel() > 1 else 0.0
+        return flat
+
+    def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
+        # The rollout (buffer, critic, rollout metrics) runs as in GRPO every num_iterations steps;
+        # in replay mode its batch carries zero advantages and the step trains on buffer states.
+        micro = super().make_step_batch()
+        if self.config.actor_states == "rollout" or self.iteration <= self.config.warmup_iters:
+            return micro
+        return split_micro(self.replay_actor_batch(), self.config.micro_batch_size)
 
     # -- GRPO extension points -----------------------------------------------------------------------
     def sample(self, rollout_index: int) -> list[Trajectory]:
@@ -147,23 +246,17 @@ class ArCHerTrainer(GRPOTrainer):
     ) -> torch.Tensor:
         actor_on = self.iteration > self.config.warmup_iters
         self.step_metrics["charts/actor_on"] = float(actor_on)
-        if not actor_on:
-            return torch.zeros_like(batch["loss_mask"])
+        if not actor_on or self.config.actor_states == "replay":
+            return torch.zeros_like(batch["loss_mask"])  # replay: the actor trains on buffer states instead
         obs = [state_text(turn.observation, i, self.config.critic_context) for t in trajectories for i, turn in enumerate(t.turns)]
         acts = [turn.action for t in trajectories for turn in t.turns]
         self.critic.eval()
         flat = advantages(self.critic, self.tokenizer, obs, acts, self.device) if obs else torch.zeros(0)
-        self.step_metrics["critic/advantage_raw_mean"] = float(flat.mean()) if flat.numel() else 0.0
-        if self.config.center_advantages and flat.numel() > 1:
-            flat = flat - flat.mean()
-        if self.config.normalize_advantages and flat.numel() > 1:
-            flat = flat / (flat.std() + 1e-6)
+        flat = self._shape_advantages(flat)
         per_turn, i = [], 0
         for t in trajectories:
             per_turn.append(flat[i : i + len(t.turns)].tolist())
             i += len(t.turns)
-        self.step_metrics["critic/advantage_mean"] = float(flat.mean()) if flat.numel() else 0.0
-        self.step_metrics["critic/advantage_std"] = float(flat.std()) if flat.numel() > 1 else 0.0
         return spread_per_turn(batch["loss_mask"], per_turn)
 
     # -- checkpoint ----------------------------------------------------------------------------------
@@ -175,6 +268,8 @@ class ArCHerTrainer(GRPOTrainer):
             "critic_opt": self.critic_opt.state_dict(),
             "replay": self.replay.state_dict(),
             "critic_rng": self.critic_rng.getstate(),
+            "actor_rng": self.actor_rng.getstate(),
+            "policy_samples": self.policy_samples,
             "iteration": self.iteration,
         }
 
@@ -185,4 +280,7 @@ class ArCHerTrainer(GRPOTrainer):
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.replay.load_state_dict(state["replay"])
         self.critic_rng.setstate(state["critic_rng"])
+        if "actor_rng" in state:  # checkpoints from before actor_states=replay lack these
+            self.actor_rng.setstate(state["actor_rng"])
+            self.policy_samples = int(state["policy_samples"])
         self.iteration = int(state["iteration"])

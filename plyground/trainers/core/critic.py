@@ -10,7 +10,8 @@ soft-updated target copy, and a replay buffer of transitions.
 - :func:`soft_update`: ``target <- (1 - tau) * target + tau * online``.
 - :func:`critic_loss`: the sum of four MSEs, each head with its own target (no min):
   ``Qi(s, a) <- r + gamma * (1 - done) * Vtarget_i(s')`` and ``Vi(s) <- Qtarget_i(s, a_pi)``.
-- :class:`ReplayBuffer`: transitions ``(obs, action, reward, next_obs, done, mc_return)`` as plain
+- :class:`ReplayBuffer`: transitions ``(obs, action, reward, next_obs, done, mc_return)`` (plus the
+  policy's prompt ids of the turn, for an actor that re-samples actions at buffer states) as plain
   python records (checkpointed with the trainer through ``state_dict``).
 """
 
@@ -127,12 +128,17 @@ def make_target(online: nn.Module) -> nn.Module:
 
 @dataclass
 class Transition:
+    """One utterance-level step. ``prompt_ids`` (optional) are the token ids the policy was given
+    for this turn (the whole chat so far, rendered): what an actor that re-samples actions at buffer
+    states needs, while ``obs`` is the critic's state text."""
+
     obs: str
     action: str
     reward: float
     next_obs: str
     done: bool
     mc_return: float
+    prompt_ids: list[int] | None = None
 
 
 STATE_CONTEXTS = ("observation", "turn")
@@ -155,7 +161,8 @@ def state_text(observation: str, turn_index: int, context: str = "observation") 
 
 def trajectory_transitions(trajectory: Any, gamma: float = 1.0, context: str = "observation") -> list[Transition]:
     """A trajectory's turns as transitions; ``mc_return`` is the discounted reward-to-go; the
-    states are :func:`state_text` of the observations under ``context``."""
+    states are :func:`state_text` of the observations under ``context``; ``prompt_ids`` are the
+    policy's prompt token ids of the turn when its completion recorded them (else None)."""
     turns = list(trajectory.turns)
     out: list[Transition] = []
     ret = 0.0
@@ -170,7 +177,9 @@ def trajectory_transitions(trajectory: Any, gamma: float = 1.0, context: str = "
         next_obs = state_text(turns[i + 1].observation, i + 1, context) if not last else obs
         # An episode cut by the horizon is not "done" in the MDP sense only when truncated; the
         # envs here end at their horizon, so the last turn is terminal.
-        out.append(Transition(obs, turn.action, float(turn.reward), next_obs, last, returns[i]))
+        completion = getattr(turn, "completion", None)
+        prompt = list(completion.prompt_token_ids) if completion is not None and completion.prompt_token_ids else None
+        out.append(Transition(obs, turn.action, float(turn.reward), next_obs, last, returns[i], prompt))
     return out
 
 
