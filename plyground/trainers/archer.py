@@ -126,6 +126,9 @@ class ArCHerTrainer(GRPOTrainer):
     """Token-level actor on the GRPO sampler + an utterance-level double critic (module docstring)."""
 
     config: ArCHerConfig
+    # Data parallel: every process keeps the transitions it played in its own buffer; the critic's
+    # gradients are averaged like the actor's, so the critics stay equal.
+    per_rank_state = True
 
     def __init__(self, config: ArCHerConfig, model: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
         super().__init__(config, model, tokenizer, **kwargs)
@@ -133,11 +136,13 @@ class ArCHerTrainer(GRPOTrainer):
         torch.manual_seed(config.seed + 17)
         self.critic = DoubleCritic(len(self.tokenizer), CriticConfig(**config.critic)).to(self.device)
         torch.random.set_rng_state(gen)
+        if self.parallel is not None:
+            self.parallel.broadcast_parameters(list(self.critic.parameters()), unwrapped=True)
         self.target_critic = make_target(self.critic)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=config.critic_lr)
         self.replay = ReplayBuffer(config.buffer_size)
-        self.critic_rng = random.Random(config.seed)
-        self.actor_rng = random.Random(config.seed + 1)
+        self.critic_rng = random.Random(config.seed + 1_000_003 * self.rank)
+        self.actor_rng = random.Random(config.seed + 1 + 1_000_003 * self.rank)
         self.iteration = 0
         self.policy_samples = 0  # generate calls at buffer states so far: each gets its own sampling seed
 
@@ -157,6 +162,8 @@ class ArCHerTrainer(GRPOTrainer):
             )
             self.critic_opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.parallel is not None:
+                self.parallel.average_gradients(list(self.critic.parameters()), unwrapped=True)
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_max_grad_norm)
             self.critic_opt.step()
             soft_update(self.target_critic, self.critic, c.tau)
@@ -179,7 +186,7 @@ class ArCHerTrainer(GRPOTrainer):
         generate = getattr(self.backend, "generate_ids", None)
         if generate is None:
             raise RuntimeError(f"{type(self.backend).__name__} cannot generate from token ids")
-        seed = (c.seed * 1_000_003 + 7_777_777 + self.policy_samples) % 2**31
+        seed = (c.seed * 1_000_003 + 7_777_777 + self.policy_samples * self.world_size + self.rank) % 2**31
         self.policy_samples += 1
         params = SamplingParams(max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p, seed=seed)
         with self.full_weights():
@@ -231,7 +238,10 @@ class ArCHerTrainer(GRPOTrainer):
         for t in trajs:
             if t.error is None and t.turns:
                 self.replay.extend(trajectory_transitions(t, self.config.gamma, self.config.critic_context))
-        if len(self.replay) and self.config.critic_steps:
+        ready = len(self.replay) > 0
+        if self.parallel is not None:  # the critic steps average gradients: all processes or none
+            ready = self.parallel.all_true(ready)
+        if ready and self.config.critic_steps:
             self.step_metrics.update(self.critic_update(self.config.critic_steps))
         self.step_metrics["charts/buffer_size"] = float(len(self.replay))
         ok = [t for t in trajs if t.success]

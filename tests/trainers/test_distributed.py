@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 WORKER = Path(__file__).with_name("dp_worker.py")
 BFS_WORKER = Path(__file__).with_name("dp_bfs_worker.py")
+ARCHER_WORKER = Path(__file__).with_name("dp_archer_worker.py")
 
 
 def torch_cuda_available() -> bool:
@@ -76,15 +78,18 @@ def test_fsdp_on_cpu_is_refused_not_run_unsharded(tmp_path: Path) -> None:
     assert not (tmp_path / "fsdp" / "result_0.json").exists()
 
 
-@pytest.mark.slow  # one launch of two processes, each searching and training
-def test_bfs_prover_processes_search_their_own_problems_and_resume_them(tmp_path: Path) -> None:
+def _run_two(worker: Path, out: Path) -> list[dict[str, Any]]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           str(BFS_WORKER), str(tmp_path)]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(worker), str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in range(2)]
+    return [json.loads((out / f"result_{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.slow  # one launch of two processes, each searching and training
+def test_bfs_prover_processes_search_their_own_problems_and_resume_them(tmp_path: Path) -> None:
+    ranks = _run_two(BFS_WORKER, tmp_path)
     assert ranks[0]["digest"] == ranks[1]["digest"]  # gradients were averaged
     assert ranks[0]["round_seeds"] == ranks[1]["round_seeds"]
     for round_index, seeds in enumerate(ranks[0]["round_seeds"]):
@@ -92,3 +97,14 @@ def test_bfs_prover_processes_search_their_own_problems_and_resume_them(tmp_path
         assert mine == [seeds[0::2], seeds[1::2]]  # disjoint halves that cover the round
     for rank in ranks:  # each process resumed its own searches, not the main process's
         assert rank["resumed_searched"] == rank["searched"]
+
+
+@pytest.mark.slow  # one launch of two processes
+def test_archer_processes_keep_their_own_buffers_and_one_critic(tmp_path: Path) -> None:
+    ranks = _run_two(ARCHER_WORKER, tmp_path)
+    for key in ("model", "critic", "target"):  # actor and critic gradients were both averaged
+        assert ranks[0][key] == ranks[1][key], key
+    assert ranks[0]["buffer"] != ranks[1]["buffer"]  # each process's own episodes
+    for rank in ranks:
+        assert rank["resumed_buffer"] == rank["buffer"]
+        assert rank["resumed_critic"] == rank["critic"]

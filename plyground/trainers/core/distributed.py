@@ -100,21 +100,24 @@ class DataParallel:
         prepared_model, prepared_optimizer = self.accelerator.prepare(model, optimizer)
         return prepared_model, prepared_optimizer
 
-    def broadcast_parameters(self, params: list[torch.nn.Parameter]) -> None:
-        """Start every process from the main process's weights."""
+    def broadcast_parameters(self, params: list[torch.nn.Parameter], unwrapped: bool = False) -> None:
+        """Start every process from the main process's weights. ``unwrapped``: the parameters of a
+        module outside the prepared model (a critic), broadcast under FSDP too."""
         import torch.distributed as dist
 
-        if self.fsdp:
+        if self.fsdp and not unwrapped:
             return  # accelerate's FSDP preparation syncs module states
         with torch.no_grad():
             for p in params:
                 dist.broadcast(p.data, src=0)
 
-    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Average ``params``' gradients across processes (a missing gradient counts as zero)."""
+    def average_gradients(self, params: list[torch.nn.Parameter], unwrapped: bool = False) -> None:
+        """Average ``params``' gradients across processes (a missing gradient counts as zero).
+        ``unwrapped``: the parameters of a module outside the prepared model (a critic with its own
+        optimizer), averaged under FSDP too."""
         import torch.distributed as dist
 
-        if self.fsdp or not params:
+        if (self.fsdp and not unwrapped) or not params:
             return  # FSDP reduces its shards' gradients in backward
         grads = []
         for p in params:
@@ -136,6 +139,14 @@ class DataParallel:
                 g.copy_(flat[offset : offset + g.numel()].view_as(g))
                 offset += g.numel()
             start = end
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every process (so that all take the same collective calls)."""
+        import torch.distributed as dist
+
+        value = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item() > 0)
 
     def clip_grad_norm(self, model: Any, params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
         if self.fsdp:  # the norm over all shards
