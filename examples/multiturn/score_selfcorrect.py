@@ -24,8 +24,18 @@ each figure are in docs/results/score_selfcorrect.md)::
     OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/score_selfcorrect.py --no-scale-rewards \
         --name score_selfcorrect_noscale
 
-Writes ``docs/results/score_selfcorrect.{json,png}`` (``--quick``: under ``--out``); the JSON is
-rewritten after every run, so an interrupted sweep keeps what it finished.
+The alpha = 0 collapse experiment (configurations E-G of the results page) starts instead from an
+*editing* base model (``--start rewrite``: :func:`rewrite_chat_policy`, whose second attempt rewrites
+in another form 70% of the time), so there is copying behaviour to collapse into or not, and gives
+the first attempt the episode's return (``--turn1-credit return``)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/score_selfcorrect.py --quick \
+        --out runs/multiturn/score_v5 --start rewrite --p-copy 0.3 --max-tokens 16 --no-scale-rewards \
+        --turn1-credit return --steps 160 --stage1-steps 20 --name score_selfcorrect_collapse_F
+
+Writes ``docs/results/<name>.{json,png}`` (``--quick``: under ``--out``); the JSON is rewritten after
+every run, so an interrupted sweep keeps what it finished. ``--merge A.json B.json`` joins results
+of the same configuration on other seeds into one JSON/PNG without training.
 """
 
 from __future__ import annotations
@@ -53,7 +63,8 @@ from plyground.types import Message, Task
 
 ENV_ID = "MathSelfCorrect-v0"
 _Q = re.compile(r"What is (\d+) \+ (\d+)\?")
-METRICS = ("acc_t1", "acc_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i", "edit_ratio", "edit_ratio_t1_wrong")
+METRICS = ("acc_t1", "acc_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i", "edit_ratio", "edit_ratio_t1_wrong",
+           "copy_rate")
 
 
 def addition_tasks(max_operand: int = 5) -> list[Task]:
@@ -85,7 +96,51 @@ def base_chat_policy(p_correct: float = 0.5, p_copy: float = 0.5, salt: int = 0)
     return policy
 
 
-def task_corpus(tasks: list[Task]) -> list[str]:
+def rewrite_chat_policy(
+    p_correct: float = 0.5, p_copy: float = 0.3, salt: int = 0, p_rewrite_correct: float | None = None
+) -> Any:
+    """An editing "base model" (the start of configuration D): each attempt is either the short
+    ``\\boxed{c}`` or the worked ``a + b = \\boxed{c}`` form (half each on attempt 1), right with
+    ``p_correct`` (else off by one). On the second attempt it copies the first with ``p_copy``; else
+    it rewrites: the other form with a fresh answer. So at the start the second attempt edits
+    (an edit-distance ratio near 0.5 for a rewrite) and copying is the minority, unlike
+    :func:`base_chat_policy`, whose answers are all ``\\boxed{c}`` (a changed answer is a ratio of
+    0.1), so there is a visible copying behaviour for Stage II to collapse into or not.
+    ``p_rewrite_correct`` (default ``p_correct``): how often a rewrite's fresh answer is right; below
+    ``p_correct`` the rewrites are worse than first attempts (Acc@t2 < Acc@t1, c->i > i->c, like the
+    paper's base model), which makes copying the safer second attempt."""
+
+    calls = itertools.count()
+
+    def render(long: bool, a: int, b: int, c: int) -> str:
+        return f"{a} + {b} = \\boxed{{{c}}}" if long else f"\\boxed{{{c}}}"
+
+    def policy(chat: Sequence[Message]) -> str:
+        rng = random.Random(zlib.crc32("\x00".join(m.content for m in chat).encode()) + 7919 * next(calls) + salt)
+        found = _Q.search(chat[1].content if len(chat) > 1 else chat[0].content)
+        assert found is not None, chat
+        a, b = int(found.group(1)), int(found.group(2))
+        replies = [m.content for m in chat if m.role == "assistant"]
+        p = p_correct if not replies or p_rewrite_correct is None else p_rewrite_correct
+        c = a + b if rng.random() < p else a + b + rng.choice((-1, 1))
+        if not replies:
+            return render(rng.random() < 0.5, a, b, c)
+        if rng.random() < p_copy:
+            return replies[-1]
+        return render("=" not in replies[-1], a, b, c)
+
+    return policy
+
+
+def start_policy(args: argparse.Namespace, salt: int = 0) -> Any:
+    """The scripted base model ``--start`` names (``copy``: :func:`base_chat_policy`; ``rewrite``:
+    :func:`rewrite_chat_policy` with ``--p-copy``)."""
+    if getattr(args, "start", "copy") == "rewrite":
+        return rewrite_chat_policy(p_copy=args.p_copy, salt=salt, p_rewrite_correct=args.p_rewrite_correct)
+    return base_chat_policy(salt=salt)
+
+
+def task_corpus(tasks: list[Task], base: Any = None) -> list[str]:
     """Every text the policy reads and writes: base-model episodes on every problem (chat template,
     default system prompt, correction prompt and outcome lines included, rendered by the full
     SmolLM2 tokenizer, then decoded), and every boxed answer 0..2 * max + 2."""
@@ -97,9 +152,12 @@ def task_corpus(tasks: list[Task]) -> list[str]:
     tok = default_tokenizer()
     top = max(int(t.answer) for t in tasks) + 2
     texts = [f"\\boxed{{{n}}}{tok.eos_token}" for n in range(top + 1)]
+    if base is not None:  # the worked form of every answer too (the default start's vocabulary is unchanged)
+        texts += [f"{t.prompt.removeprefix('What is ').removesuffix('?')} = \\boxed{{{n}}}{tok.eos_token}"
+                  for t in tasks for n in range(top + 1)]
     specs = [EpisodeSpec(seed=i, episode=i, options={"task": t}) for i, t in enumerate(tasks * 4)]
     trajs = collect_sync(
-        lambda: plyground.make(ENV_ID, tasks=tasks), scripted_backend(base_chat_policy(salt=99), tok), specs,
+        lambda: plyground.make(ENV_ID, tasks=tasks), scripted_backend(base or base_chat_policy(salt=99), tok), specs,
         RolloutConfig(track_tokens=True, concurrency=1),
     )
     texts += [tok.decode(t.tokens.token_ids) for t in trajs if t.tokens is not None]
@@ -125,6 +183,8 @@ def episode_values(trajs: Sequence[Any]) -> dict[str, list[float]]:
         # (Unlike the plain ratio, this does not fall just because more first attempts are right.)
         if not c1:
             out["edit_ratio_t1_wrong"].append(ratio)
+        # The exact copy (the collapsed second attempt) as a fraction of the episodes.
+        out["copy_rate"].append(float(len(t.turns) >= 2 and t.turns[0].action.strip() == t.turns[1].action.strip()))
     return out
 
 
@@ -135,14 +195,16 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     return m, math.sqrt(var / max(n, 1))
 
 
-def selfcorrect_eval(model: Any, tok: Any, tasks: list[Task], samples: int, seed: int) -> dict[str, float]:
+def selfcorrect_eval(
+    model: Any, tok: Any, tasks: list[Task], samples: int, seed: int, max_tokens: int = 8
+) -> dict[str, float]:
     """Every problem x ``samples`` episodes at temperature 1: each metric and its SE (``*_se``)."""
     from plyground.rollout.collector import EpisodeSpec
 
     was_training = model.training
     specs = [EpisodeSpec(seed=seed, episode=i * samples + j, sample=j, options={"task": t})
              for i, t in enumerate(tasks) for j in range(samples)]
-    trajs = evaluate(model, tok, ENV_ID, {"tasks": tasks}, specs, temperature=1.0, max_tokens=8, seed=seed)
+    trajs = evaluate(model, tok, ENV_ID, {"tasks": tasks}, specs, temperature=1.0, max_tokens=max_tokens, seed=seed)
     model.train(was_training)
     row: dict[str, float] = {"episodes": float(len(trajs))}
     for k, vals in episode_values(trajs).items():
@@ -153,13 +215,14 @@ def selfcorrect_eval(model: Any, tok: Any, tasks: list[Task], samples: int, seed
 class PeriodicEval:
     """``on_update`` hook: the full evaluation every ``every`` optimizer steps."""
 
-    def __init__(self, tok: Any, tasks: list[Task], samples: int, every: int) -> None:
+    def __init__(self, tok: Any, tasks: list[Task], samples: int, every: int, max_tokens: int = 8) -> None:
         self.tok, self.tasks, self.samples, self.every = tok, tasks, samples, every
+        self.max_tokens = max_tokens
         self.rows: list[dict[str, float]] = []
 
     def __call__(self, trainer: Any) -> None:
         if self.every > 0 and trainer.step % self.every == 0:
-            row = selfcorrect_eval(trainer.model, self.tok, self.tasks, self.samples, seed=7)
+            row = selfcorrect_eval(trainer.model, self.tok, self.tasks, self.samples, seed=7, max_tokens=self.max_tokens)
             self.rows.append({"step": float(trainer.step)} | row)
             print(f"  step {trainer.step}: " + " ".join(f"{k} {row[k]:+.3f}" for k in METRICS), flush=True)
 
@@ -170,12 +233,12 @@ def train_alpha(alpha: float, seed: int, model: Any, tok: Any, tasks: list[Task]
 
     cfg = SCoReConfig(
         env_id=ENV_ID, env_kwargs={"tasks": tasks}, tasks_per_step=args.tasks_per_step, group_size=args.group_size,
-        max_tokens=8, stage1_steps=args.stage1_steps, alpha=alpha, beta1=args.beta1, beta2=args.beta2,
+        max_tokens=args.max_tokens, stage1_steps=args.stage1_steps, turn1_credit=args.turn1_credit, alpha=alpha, beta1=args.beta1, beta2=args.beta2,
         total_steps=args.steps, micro_batch_size=args.tasks_per_step * args.group_size, lr=args.lr, seed=seed,
         scale_rewards=not args.no_scale_rewards, mixed_precision="no", out_dir=str(Path(args.out) / f"seed{seed}_alpha{alpha:g}"),
     )
     policy = copy.deepcopy(model)
-    evals = PeriodicEval(tok, tasks, args.eval_samples, args.eval_every)
+    evals = PeriodicEval(tok, tasks, args.eval_samples, args.eval_every, args.max_tokens)
     trainer = SCoReTrainer(cfg, model=policy, tokenizer=tok, on_update=[evals, Deadline(args.deadline)])
     t1 = time.time()
     try:
@@ -188,7 +251,7 @@ def train_alpha(alpha: float, seed: int, model: Any, tok: Any, tasks: list[Task]
     if evals.rows and int(evals.rows[-1]["step"]) == trainer.step and args.final_samples == args.eval_samples:
         final = {k: v for k, v in evals.rows[-1].items() if k != "step"}
     else:
-        final = selfcorrect_eval(policy, tok, tasks, args.final_samples, seed=11)
+        final = selfcorrect_eval(policy, tok, tasks, args.final_samples, seed=11, max_tokens=args.max_tokens)
     wall = time.time() - t1
     print(f"alpha {alpha:g} seed {seed}", json.dumps({k: round(final[k], 4) for k in METRICS}),
           f"{wall:.0f} s, {trainer.step} steps", flush=True)
@@ -202,10 +265,15 @@ def warm_policy(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     import torch
 
     tasks = addition_tasks(args.max_operand)
-    model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=task_corpus(tasks))
+    corpus = task_corpus(tasks, start_policy(args, salt=99) if args.start != "copy" else None)
+    model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=corpus)
     vocab = hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()[:10]
     key = (f"v{vocab}_h{args.hidden}_l{args.layers}_n{args.max_operand}"
            f"_sft{args.sft_steps}x{args.sft_episodes}_lr{args.sft_lr:g}")
+    if args.start != "copy":
+        key += f"_{args.start}{args.p_copy:g}"
+        if args.p_rewrite_correct is not None:
+            key += f"_fix{args.p_rewrite_correct:g}"
     cache = Path(args.out) / f"warm_{key}.pt"
     info = {"vocab_size": len(tok), "params": sum(p.numel() for p in model.parameters()), "cache": str(cache)}
     if cache.exists():
@@ -213,7 +281,7 @@ def warm_policy(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
         model.eval()
         return model, tok, info
     t0 = time.time()
-    warm_start(model, tok, ENV_ID, {"tasks": tasks}, base_chat_policy(), episodes=args.sft_episodes,
+    warm_start(model, tok, ENV_ID, {"tasks": tasks}, start_policy(args), episodes=args.sft_episodes,
                steps=args.sft_steps, lr=args.sft_lr, out_dir=str(Path(args.out) / f"sft_{key}"), batch_size=16)
     info["sft_wall_s"] = time.time() - t0
     model.cpu().eval()
@@ -247,6 +315,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--beta2", type=float, default=0.1)
     ap.add_argument("--no-scale-rewards", action="store_true",
                     help="advantages = reward - group mean, not divided by the group std (alpha's scale then counts)")
+    ap.add_argument("--turn1-credit", choices=("r1", "return", "shaped_return"), default="r1",
+                    help="Stage II: what attempt 1 learns from: r1, r1 + r2 or r1 + r2' (SCoReConfig.turn1_credit)")
+    ap.add_argument("--start", choices=("copy", "rewrite"), default="copy",
+                    help="scripted base model of the warm start: copy (base_chat_policy) or rewrite (rewrite_chat_policy)")
+    ap.add_argument("--p-copy", type=float, default=0.3, help="--start rewrite: probability the second attempt copies")
+    ap.add_argument("--p-rewrite-correct", type=float, default=None,
+                    help="--start rewrite: how often a rewrite's answer is right (default: as the first attempt's, 0.5)")
+    ap.add_argument("--max-tokens", type=int, default=8, help="tokens per attempt (training and evaluation)")
     ap.add_argument("--max-operand", type=int, default=5)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
@@ -261,14 +337,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", default="runs/multiturn/score_selfcorrect")
     ap.add_argument("--quick", action="store_true", help="write the JSON/PNG under --out, not docs/results")
     ap.add_argument("--name", default="score_selfcorrect", help="file name of the JSON/PNG")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="train nothing: join these results' runs (same start and config, other seeds) into "
+                         "--name's JSON (with the summary over all seeds) and PNG")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge_results([Path(p) for p in args.merge], (Path(args.out) if args.quick else RESULTS) / args.name)
     set_threads()
     t0 = time.time()
     tasks = addition_tasks(args.max_operand)
     model, tok, info = warm_policy(args)
     print("warm start", json.dumps(info), flush=True)
-    start = selfcorrect_eval(model, tok, tasks, args.eval_samples, seed=7)
-    start_final = selfcorrect_eval(model, tok, tasks, args.final_samples, seed=11)
+    start = selfcorrect_eval(model, tok, tasks, args.eval_samples, seed=7, max_tokens=args.max_tokens)
+    start_final = selfcorrect_eval(model, tok, tasks, args.final_samples, seed=11, max_tokens=args.max_tokens)
     print("start", json.dumps({k: round(start_final[k], 4) for k in METRICS}), f"{time.time() - t0:.0f} s", flush=True)
     dest = Path(args.out) if args.quick else RESULTS
     dest.mkdir(parents=True, exist_ok=True)
@@ -300,6 +381,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return payload
 
 
+def merge_results(paths: list[Path], dest: Path) -> dict[str, Any]:
+    """One result from several runs of the same configuration on other seeds: the first file's
+    config and start evaluation, every file's runs, the summary over all of them."""
+    payloads = [json.loads(p.read_text()) for p in paths]
+    merged = dict(payloads[0])
+    merged["runs"] = {k: v for p in payloads for k, v in p["runs"].items()}
+    merged["summary"] = summarise(merged["runs"])
+    merged["merged_from"] = [str(p) for p in paths]
+    merged["wall_s"] = sum(p["wall_s"] for p in payloads)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.with_suffix(".json").write_text(json.dumps(merged, indent=1) + "\n")
+    plot(merged, dest.with_suffix(".png"))
+    return merged
+
+
 def _worker(seed: int, alpha: float, arg_dict: dict[str, Any]) -> dict[str, Any]:
     """One (seed, alpha) run in a separate process (``--jobs``)."""
     set_threads()
@@ -318,10 +414,14 @@ def plot(payload: dict[str, Any], path: Path) -> None:
 
     panels = [("delta_t1_t2", "Δ(t1,t2) = Acc@t2 − Acc@t1"), ("acc_t2", "Acc@t2 (solid), Acc@t1 (dashed)"),
               ("delta_i_to_c", "Δ i→c (solid), Δ c→i (dashed)"), ("edit_ratio", "edit-distance ratio t1 vs t2 (0 = copy)"),
-              ("edit_ratio_t1_wrong", "edit ratio, episodes with a wrong attempt 1")]
+              ("edit_ratio_t1_wrong", "edit ratio, episodes with a wrong attempt 1"),
+              ("copy_rate", "exact copies: attempt 2 = attempt 1")]
     panels = [p for p in panels if p[0] in payload["start"]]  # older results lack the last metric
     second = {"acc_t2": "acc_t1", "delta_i_to_c": "delta_c_to_i"}
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
+    cols = 3 if len(panels) > 5 else len(panels)
+    rows_n = -(-len(panels) // cols)
+    fig, grid = plt.subplots(rows_n, cols, figsize=(5 * cols, 4.2 * rows_n), squeeze=False)
+    axes = list(grid.flat)
     colours = {"10": "tab:blue", "0": "tab:red"}
     start = {"step": 0.0} | payload["start"]
     for a in sorted({f"{r['alpha']:g}" for r in payload["runs"].values()}, key=float, reverse=True):
@@ -348,8 +448,12 @@ def plot(payload: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].axhline(0, color="k", lw=0.8)
     axes[0].legend(fontsize=8)
-    fig.suptitle("SCoRe on MathSelfCorrect (evaluation: every problem x samples at T = 1; dotted line: end of Stage I)",
-                 fontsize=10)
+    title = "SCoRe on MathSelfCorrect (evaluation: every problem x samples at T = 1; dotted line: end of Stage I)"
+    config = payload["config"]
+    if config.get("start", "copy") != "copy":
+        title += (f"\nstart: {config['start']} (p_copy {config['p_copy']:g}), turn-1 credit "
+                  f"{config.get('turn1_credit', 'r1')}, {len(payload['runs']) // max(len(set(config['alphas'])), 1)} seed(s)")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -9,6 +9,13 @@ the env's ``info["attempts"]``; the env's own shaping is left at 0 and done here
   attempt stays near the base model while the second learns to correct.
 - **Stage II**: both turns learn, turn 1 from ``r1``, turn 2 from the shaped
   ``r2' = r2 + alpha * (r2 - r1)`` (each minus its group mean), with ``beta1 * KL`` on both turns.
+  ``turn1_credit`` sets what turn 1 learns from: ``"r1"`` (its own score, the default);
+  ``"return"``: ``r1 + r2``, the policy gradient of the summed objective, in which the first
+  attempt is also credited with what it leads the second to (under ``alpha = 0`` a right first
+  attempt that the second copies earns 2), the bonus staying on turn 2; ``"shaped_return"``:
+  ``r1 + r2'``, the bonus in turn 1's return too, ``(1 - alpha) r1 + (1 + alpha) r2``, which for
+  ``alpha > 1`` pays for a wrong first attempt (measured: the first attempt then unlearns the task,
+  docs/results/score_selfcorrect.md). Turn 2 always learns from its reward-to-go ``r2'``.
 
 Metrics (under ``env/``): ``acc_t1``, ``acc_t2``, ``delta_t1_t2``, ``delta_i_to_c``,
 ``delta_c_to_i`` (fractions of episodes), and ``edit_ratio``: the normalised Levenshtein distance
@@ -50,6 +57,9 @@ class SCoReConfig(GRPOConfig):
     loss_agg: Literal["sequence", "token", "constant"] = hfield("token", "token-level normalisation")
     # Dividing by the group std would cancel alpha's scale: measured, alpha = 10 and alpha = 0 then
     # trained alike (docs/results/score_selfcorrect.md, configuration A vs C).
+    turn1_credit: Literal["r1", "return", "shaped_return"] = hfield(
+        "r1", "Stage II credit of turn 1: r1, the return r1 + r2, or the shaped return r1 + r2'"
+    )
     scale_rewards: bool = hfield(False, "divide advantages by the group std (off: alpha's bonus keeps its weight)")
     max_tokens: int = hfield(32, "tokens per attempt")
     lr: float = hfield(1e-4, "peak learning rate (AdamW)")
@@ -57,6 +67,8 @@ class SCoReConfig(GRPOConfig):
     def __post_init__(self) -> None:
         if self.env_kwargs.get("shaping_alpha"):
             raise ValueError("leave env_kwargs.shaping_alpha at 0: SCoRe shapes the reward itself (alpha)")
+        if self.turn1_credit not in ("r1", "return", "shaped_return"):
+            raise ValueError(f"turn1_credit must be r1, return or shaped_return, not {self.turn1_credit!r}")
         if self.alpha < 0 or self.beta1 < 0 or self.beta2 < 0 or self.stage1_steps < 0:
             raise ValueError("alpha, beta1, beta2 and stage1_steps must be >= 0")
         # The base trainer builds the frozen reference when beta > 0; SCoRe's KL is per turn.
@@ -126,7 +138,8 @@ class SCoReTrainer(GRPOTrainer):
             kl = [[c.beta2, 0.0] for _ in trajectories]
         else:
             shaped = r[:, 1] + c.alpha * (r[:, 1] - r[:, 0])
-            a1 = group_advantages(r[:, 0], groups, scale_by_std=c.scale_rewards)
+            turn1 = {"r1": r[:, 0], "return": r[:, 0] + r[:, 1], "shaped_return": r[:, 0] + shaped}[c.turn1_credit]
+            a1 = group_advantages(turn1, groups, scale_by_std=c.scale_rewards)
             a2 = group_advantages(shaped, groups, scale_by_std=c.scale_rewards)
             adv = [[float(x), float(y)] for x, y in zip(a1, a2, strict=True)]
             kl = [[c.beta1, c.beta1] for _ in trajectories]
