@@ -10,22 +10,33 @@ Per seed:
 
 1. **starting policy**: a small Llama (``--hidden`` wide, ``--layers`` deep) over SmolLM2's tokenizer
    compacted to the maze's text (:func:`_common.small_policy` with a corpus of rendered expert and
-   noisy episodes from every start cell), SFT for ``--sft-steps`` steps on episodes of a noisy
-   expert (a random move with probability ``--eps``). Short SFT leaves a policy that walks part of
-   the maze and gets stuck elsewhere: the point Agent Q starts from.
+   noisy episodes from every start cell), SFT for ``--sft-steps`` steps on ``--sft-episodes``
+   episodes of a noisy demonstrator (a random move with probability ``--eps``). Without ``--traps``
+   it is the maze expert, and a short SFT leaves a policy that walks part of the maze and gets stuck
+   elsewhere. With ``--traps N`` (the setting of the current result) the demonstrator is the expert
+   except at N cells drawn per seed, where it bumps a wall: a longer SFT then gives a policy that is
+   well formed and right at most cells but stuck at a few specific decision points, while its samples
+   still try the other moves there now and then: the situation one Agent Q iteration is meant to fix.
 2. **one Agent Q iteration** (:class:`plyground.trainers.agent_q.AgentQTrainer`): MCTS from every
    start cell (``--simulations`` simulations, ``k`` replies sampled from the policy per expansion at
-   ``--temperature``, ``--rollout`` leaf values, success discounted by ``--mcts-gamma`` per step),
+   ``--temperature``, replies mapped to moves by ``--action-parser`` (``env``: replies that make the
+   same move are one child), ``--rollout`` leaf values, success discounted by ``--mcts-gamma`` per step),
    Agent Q's sibling pairs (Q gap >= theta, both siblings visited >= ``--min-visits`` times), then
    ``--dpo-epochs`` epochs of DPO on them (plus ``--nll-coef`` x the chosen replies' NLL) with the
    proposing policy as the reference.
 3. **evaluation**, before and after, on the same episodes: greedy play from every start cell, and
-   ``--samples`` sampled episodes (T = 1) per start cell.
+   ``--samples`` sampled episodes (T = 1) per start cell; plus two checks of the mechanism: the pairs
+   graded against the maze's shortest paths (``pair_grades``) and DPO's loss and margin on all the
+   pairs before and after the update (``dpo_check``).
 
 Run from the repository root (docs/results/agent_q_iteration.md gives the time and every setting
 tried)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/agent_q_iteration.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/agent_q_iteration.py --seeds 0 1 2   # setting E
+    # the current result (T5 on the results page), one seed; ``pool`` merges the seeds' files
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/agent_q_iteration.py --seeds 0 --quick \
+        --out runs/multiturn/agent_q_traps --tag _t5_seed0 --eps 0.2 --sft-episodes 128 --traps 3 \
+        --trap-prob 0.7 --sft-steps 150 --rollout policy --action-parser env --k 8 --lr 3e-4
 
 Writes ``docs/results/agent_q_iteration.{json,png}`` (``--quick``: under ``--out``).
 """
@@ -37,6 +48,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -100,30 +112,108 @@ def maze_corpus(env_kwargs: dict[str, Any]) -> list[str]:
     return texts
 
 
+def trap_moves(seed: int, env_kwargs: dict[str, Any], n: int) -> dict[tuple[int, int], str]:
+    """``n`` "trap" cells for the seed's flawed demonstrator, each with the wrong move it plays
+    there: a move into a wall (so a policy that learned it stays put and, greedy, repeats it).
+    Drawn per seed among the cells two or more moves from the goal that have a wall to bump."""
+    import random
+
+    import plyground
+    from plyground.envs.lmrl.maze import MOVES
+
+    if n <= 0:
+        return {}
+    env = plyground.make(ENV_ID, **env_kwargs)
+    layout = env.layout  # type: ignore[attr-defined]
+    env.close()
+    best = optimal_moves(env_kwargs)
+    near = {c for c, m in best.items() if any((c[0] + MOVES[x][0], c[1] + MOVES[x][1]) in layout.goals for x in m)}
+    rng = random.Random(7_919 * seed + 17)
+    candidates = [c for c in sorted(best) if c not in near]
+    traps: dict[tuple[int, int], str] = {}
+    for cell in rng.sample(candidates, min(n, len(candidates))):
+        walls = [m for m, (dr, dc) in MOVES.items() if not layout.is_open((cell[0] + dr, cell[1] + dc))]
+        if walls:
+            traps[cell] = rng.choice(walls)
+    return traps
+
+
+def demonstrator(env_kwargs: dict[str, Any], traps: dict[tuple[int, int], str]) -> Any:
+    """The move the demonstrations intend: the maze expert's, except the trap move at a trap cell."""
+    import plyground
+    from plyground.envs.lmrl.maze import MazeExpert
+
+    env = plyground.make(ENV_ID, **env_kwargs)
+    expert = MazeExpert(layout=env.layout)  # type: ignore[attr-defined]
+    env.close()
+
+    def move(observation: str) -> str:
+        cell = state_cell([{"content": observation}])
+        return traps[cell] if cell in traps else expert.act(observation)
+
+    return move
+
+
+def flawed_chat_policy(env_kwargs: dict[str, Any], traps: dict[tuple[int, int], str], trap_prob: float, eps: float,
+                       salt: int = 0) -> Any:
+    """:func:`_common.noisy_chat_policy` over :func:`demonstrator`, except that at a trap cell the
+    trap move is played with probability ``trap_prob`` only (else the expert's); every draw is
+    seeded by the whole chat, so reruns make the same data."""
+    import random
+    import zlib
+
+    import plyground
+    from plyground.envs.lmrl.maze import MOVES, MazeExpert
+
+    env = plyground.make(ENV_ID, **env_kwargs)
+    expert = MazeExpert(layout=env.layout)  # type: ignore[attr-defined]
+    env.close()
+
+    def policy(chat: Any) -> str:
+        last = [m.content for m in chat if m.role == "user"][-1]
+        rng = random.Random(zlib.crc32(("\x00".join(m.content for m in chat) + f"|{salt}").encode()))
+        if rng.random() < eps:
+            return rng.choice(list(MOVES))
+        cell = state_cell([{"content": last}])
+        if cell in traps and rng.random() < trap_prob:
+            return traps[cell]
+        return expert.act(last)
+
+    return policy
+
+
 def warm_policy(seed: int, args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """The seed's starting policy; cached per seed, size, SFT setting and vocabulary (the cache key
     hashes the compact vocabulary, so a model for another vocabulary is never loaded)."""
     import torch
 
-    from plyground.envs.lmrl.maze import MOVES, MazeExpert
+    from plyground.envs.lmrl.maze import MOVES
 
     env_kwargs = env_kwargs_for(args)
     model, tok = small_policy(seed=seed, hidden=args.hidden, layers=args.layers, corpus=maze_corpus(env_kwargs))
     vocab = hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()[:10]
-    name = f"warm_{args.maze}_ms{args.max_steps}_h{args.hidden}l{args.layers}_eps{args.eps}_sft{args.sft_steps}_seed{seed}_v{vocab}.pt"
+    trapped = (f"_traps{args.traps}" if args.traps else "") + (f"p{args.trap_prob}" if args.trap_prob < 1 else "") + (f"_ep{args.sft_episodes}" if args.sft_episodes != 64 else "")
+    name = (f"warm_{args.maze}_ms{args.max_steps}_h{args.hidden}l{args.layers}_eps{args.eps}_sft{args.sft_steps}"
+            f"{trapped}_seed{seed}_v{vocab}.pt")
     cache = Path(args.out) / name
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         model.eval()
         return model, tok, env_kwargs
-    import plyground
 
-    env = plyground.make(ENV_ID, **env_kwargs)
-    expert = MazeExpert(layout=env.layout)  # type: ignore[attr-defined]
-    env.close()
-    policy = noisy_chat_policy(expert.act, list(MOVES), eps=args.eps, salt=seed)
+    # A flawed demonstrator (``--traps``): right except at a few cells, where it bumps a wall (with
+    # probability ``--trap-prob``, else it plays the expert's move there too); the eps noise shows
+    # every move now and then. The cloned policy then prefers the bump at a trap but, with
+    # --trap-prob < 1, keeps real mass on the right move (what MCTS with the policy's own samples
+    # can find; with 1.0 the clone put under 2 % on it at most traps, see the results page).
+    if args.trap_prob >= 1.0:
+        policy = noisy_chat_policy(demonstrator(env_kwargs, trap_moves(seed, env_kwargs, args.traps)), list(MOVES),
+                                   eps=args.eps, salt=seed)
+    else:
+        policy = flawed_chat_policy(env_kwargs, trap_moves(seed, env_kwargs, args.traps), args.trap_prob,
+                                    eps=args.eps, salt=seed)
     t0 = time.time()
-    warm_start(model, tok, ENV_ID, env_kwargs, policy, episodes=64, steps=args.sft_steps, lr=args.sft_lr,
+    warm_start(model, tok, ENV_ID, env_kwargs, policy, episodes=args.sft_episodes, steps=args.sft_steps, lr=args.sft_lr,
                out_dir=str(Path(args.out) / f"sft_seed{seed}"), seed=seed)
     print(f"seed {seed}: vocabulary {len(tok)}, SFT {args.sft_steps} steps in {time.time() - t0:.0f} s", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +225,13 @@ def rate(xs: list[bool]) -> dict[str, float]:
     n = max(len(xs), 1)
     p = sum(xs) / n
     return {"rate": p, "se": math.sqrt(p * (1 - p) / n), "n": float(len(xs))}
+
+
+def _letter(reply: str) -> str:
+    from plyground.envs.lmrl.maze import MazeEnv
+
+    move = MazeEnv.parse(reply)
+    return move.split()[-1][0].upper() if move else "?"
 
 
 def measure(model: Any, tok: Any, env_kwargs: dict[str, Any], args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -150,8 +247,104 @@ def measure(model: Any, tok: Any, env_kwargs: dict[str, Any], args: argparse.Nam
         "greedy": rate([t.success for t in greedy]),
         "greedy_turns": sum(t.num_turns for t in greedy) / len(greedy),
         "greedy_by_cell": {f"{c[0]},{c[1]}": bool(t.success) for c, t in zip(cells, greedy, strict=True)},
+        # the greedy moves from each cell, one letter each (U/D/L/R, ? for a reply that is no move)
+        "greedy_moves_by_cell": {f"{c[0]},{c[1]}": "".join(_letter(turn.action) for turn in t.turns)
+                                 for c, t in zip(cells, greedy, strict=True)},
         "sampled": rate([t.success for t in sampled]),
         "sampled_turns": sum(t.num_turns for t in sampled) / len(sampled),
+    }
+
+
+_POSITION = re.compile(r"current position is at position ([\d ]+), ([\d ]+)\.")
+
+
+def optimal_moves(env_kwargs: dict[str, Any]) -> dict[tuple[int, int], set[str]]:
+    """For every open cell, the moves that start a shortest path to the goal (breadth-first
+    distances; a cell may have two): the ground truth the diagnostics grade pairs and choices by."""
+    import plyground
+    from plyground.envs.lmrl.maze import MOVES
+
+    env = plyground.make(ENV_ID, **env_kwargs)
+    layout = env.layout  # type: ignore[attr-defined]
+    env.close()
+    dist = {g: 0 for g in layout.goals}
+    frontier = list(layout.goals)
+    while frontier:
+        nxt = []
+        for r, c in frontier:
+            for dr, dc in MOVES.values():
+                cell = (r + dr, c + dc)
+                if layout.is_open(cell) and cell not in dist:
+                    dist[cell] = dist[(r, c)] + 1
+                    nxt.append(cell)
+        frontier = nxt
+    return {
+        cell: {m for m, (dr, dc) in MOVES.items() if dist.get((cell[0] + dr, cell[1] + dc), 10**9) == d - 1}
+        for cell, d in dist.items() if d > 0
+    }
+
+
+def state_cell(prompt: list[dict[str, str]]) -> tuple[int, int] | None:
+    """The agent's cell in the last observation of a chat (digits are written apart)."""
+    found = _POSITION.search(prompt[-1]["content"])
+    if found is None:
+        return None
+    return int(found.group(1).replace(" ", "")), int(found.group(2).replace(" ", ""))
+
+
+def grade_pairs(pairs: list[dict[str, Any]], best: dict[tuple[int, int], set[str]]) -> dict[str, float]:
+    """Pairs graded by the maze's shortest paths: "right" (chosen is a shortest-path move and the
+    rejected is not), "wrong" (the reverse), "tie" (both or neither)."""
+    from plyground.envs.lmrl.maze import MazeEnv
+
+    right = wrong = 0
+    for p in pairs:
+        cell = state_cell(p["prompt"])
+        good = best.get(cell, set()) if cell is not None else set()
+        w, lo = MazeEnv.parse(p["chosen"]) in good, MazeEnv.parse(p["rejected"]) in good
+        right += int(w and not lo)
+        wrong += int(lo and not w)
+    n = len(pairs)
+    return {"pairs": float(n), "right": float(right), "wrong": float(wrong), "tie": float(n - right - wrong),
+            "states": float(len({json.dumps(p["prompt"]) for p in pairs}))}
+
+
+def pair_logprob_sums(model: Any, tok: Any, pairs: list[dict[str, Any]]) -> Any:
+    """(n, 2) summed log-probabilities of the chosen and rejected replies under ``model``."""
+    import torch
+
+    from plyground.trainers.core.data import prompt_response_record
+    from plyground.trainers.core.logprobs import collate, token_logprobs
+
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(pairs), 16):
+            part = pairs[start:start + 16]
+            recs = [prompt_response_record(tok, p["prompt"], p[side]) for side in ("chosen", "rejected") for p in part]
+            batch = collate(recs, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+            lp = token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])["logprobs"]
+            sums = (lp * batch["loss_mask"]).sum(-1)
+            rows.append(torch.stack([sums[: len(part)], sums[len(part):]], dim=1))
+    return torch.cat(rows) if rows else torch.zeros(0, 2)
+
+
+def dpo_check(ref: Any, after: Any, beta: float) -> dict[str, float]:
+    """DPO's loss and its implicit-reward margin on all the pairs, at the start (the reference:
+    loss log 2, margin 0) and after the update, plus how often the chosen reply is the more likely."""
+    import torch
+
+    if len(ref) == 0:
+        return {}
+    margin = beta * ((after[:, 0] - ref[:, 0]) - (after[:, 1] - ref[:, 1]))
+    return {
+        "loss_before": math.log(2.0),
+        "loss_after": float(torch.nn.functional.softplus(-margin).mean()),
+        "margin_after": float(margin.mean()),
+        "chosen_logratio_after": float((after[:, 0] - ref[:, 0]).mean()),
+        "rejected_logratio_after": float((after[:, 1] - ref[:, 1]).mean()),
+        "chosen_more_likely_before": float((ref[:, 0] > ref[:, 1]).float().mean()),
+        "chosen_more_likely_after": float((after[:, 0] > after[:, 1]).float().mean()),
     }
 
 
@@ -160,7 +353,16 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
     model, tok, env_kwargs = warm_policy(seed, args)
     t0 = time.time()
-    before = measure(model, tok, env_kwargs, args, seed)
+    # The search and the "before" numbers depend only on the starting weights and the search
+    # settings: cached under --out by a hash of both, so that DPO settings can be compared on the
+    # very same pairs (and a rerun does not search again).
+    digest = hashlib.sha1(b"".join(v.detach().cpu().numpy().tobytes() for v in model.state_dict().values()))
+    search_keys = ("simulations", "k", "rollout", "parallel", "temperature", "mcts_gamma", "theta", "min_visits",
+                   "action_parser", "search_repeats", "max_steps", "maze", "samples")
+    digest.update(json.dumps({k: getattr(args, k) for k in search_keys}, sort_keys=True).encode())
+    cached = Path(args.out) / f"search_seed{seed}_{digest.hexdigest()[:12]}.json"
+    hit = json.loads(cached.read_text()) if cached.exists() and not args.no_cache else None
+    before = hit["before"] if hit else measure(model, tok, env_kwargs, args, seed)
     print(f"seed {seed} before: greedy {before['greedy']['rate']:.3f} sampled {before['sampled']['rate']:.3f} "
           f"({time.time() - t0:.0f} s)", flush=True)
     cells = start_cells(env_kwargs)
@@ -172,35 +374,49 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         reset_options=options, steps_per_iteration=10**6, total_steps=1, simulations=args.simulations, k=args.k,
         mcts_rollout=args.rollout, mcts_parallel=args.parallel, rollout_depth=args.max_steps, mcts_gamma=args.mcts_gamma, max_tokens=5,
         temperature=args.temperature, theta=args.theta, beta=args.beta, reference="policy", nll_coef=args.nll_coef,
-        pair_min_visits=args.min_visits,
+        pair_min_visits=args.min_visits, action_parser=args.action_parser,
         batch_size=args.batch, micro_batch_size=args.batch, lr=args.lr, seed=seed, mixed_precision="no",
         warmup_steps=0, out_dir=str(Path(args.out) / f"agentq_seed{seed}"),
     )
     policy = copy.deepcopy(model)
     t1 = time.time()
-    trainer = AgentQTrainer(cfg, model=policy, tokenizer=tok)
-    pairs, search_metrics = trainer.search(0)
-    search_s = time.time() - t1
+    if hit:
+        pairs, search_metrics, search_s = hit["pairs"], hit["search"], hit["search_s"]
+    else:
+        trainer = AgentQTrainer(cfg, model=policy, tokenizer=tok)
+        pairs, search_metrics = trainer.search(0)
+        search_s = time.time() - t1
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({"before": before, "pairs": pairs, "search": search_metrics, "search_s": search_s},
+                                     default=str))
     steps = max(1, math.ceil(args.dpo_epochs * len(pairs) / args.batch))
     print(f"seed {seed}: search {search_s:.0f} s, {len(pairs)} pairs -> {steps} DPO steps", flush=True)
     cfg.total_steps = steps
+    graded = grade_pairs(pairs, optimal_moves(env_kwargs))
+    print(f"seed {seed}: pairs graded by shortest paths: {graded}", flush=True)
+    ref_sums = pair_logprob_sums(policy, tok, pairs)
     trainer = AgentQTrainer(cfg, model=policy, tokenizer=tok)
     # Hand the trainer the pairs already found (its first step would otherwise search again).
     trainer.search = lambda iteration: (pairs, search_metrics)  # type: ignore[method-assign]
     history = trainer.train() if pairs else []
     train_s = time.time() - t1
+    check = dpo_check(ref_sums, pair_logprob_sums(policy, tok, pairs), args.beta)
+    print(f"seed {seed}: DPO check on all pairs: {check}", flush=True)
     after = measure(policy, tok, env_kwargs, args, seed)
     print(f"seed {seed} after: greedy {after['greedy']['rate']:.3f} sampled {after['sampled']['rate']:.3f} "
           f"(search+DPO {train_s:.0f} s)", flush=True)
-    dpo = [{k: float(v) for k, v in h.items() if k.startswith(("losses/", "rewards/")) and isinstance(v, (int, float))}
+    dpo = [{k: float(v) for k, v in h.items() if k.startswith(("losses/", "rewards/", "charts/")) and isinstance(v, (int, float))}
            for h in history]
     return {
         "seed": seed,
+        "traps": {f"{c[0]},{c[1]}": m for c, m in trap_moves(seed, env_kwargs, args.traps).items()},
         "before": before,
         "after": after,
         "pairs": len(pairs),
         "dpo_steps": steps,
         "search": search_metrics,
+        "pair_grades": graded,
+        "dpo_check": check,
         "pair_examples": [{"state": p["prompt"][-1]["content"], "chosen": p["chosen"], "rejected": p["rejected"],
                            "q_chosen": p["meta"]["q_chosen"], "q_rejected": p["meta"]["q_rejected"]} for p in pairs[:4]],
         "dpo_first_last": [dpo[0], dpo[-1]] if dpo else [],
@@ -234,6 +450,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--eps", type=float, default=0.5, help="noise of the SFT expert")
     ap.add_argument("--sft-steps", type=int, default=40)
     ap.add_argument("--sft-lr", type=float, default=3e-3)
+    ap.add_argument("--sft-episodes", type=int, default=64, help="demonstration episodes for the SFT")
+    ap.add_argument("--traps", type=int, default=0,
+                    help="cells where the demonstrator bumps a wall instead of moving on (0: none, the noisy expert)")
+    ap.add_argument("--trap-prob", type=float, default=1.0, help="probability of the trap move at a trap cell")
+    ap.add_argument("--action-parser", default="text", choices=["text", "env"],
+                    help="reply -> tree action: text, or the env's parse (replies making the same move are one child)")
     ap.add_argument("--search-repeats", type=int, default=1, help="MCTS trees per start cell")
     ap.add_argument("--simulations", type=int, default=48)
     ap.add_argument("--k", type=int, default=4)
@@ -252,6 +474,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", default="runs/multiturn/agent_q_iteration")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--quick", action="store_true", help="write the JSON/PNG under --out, not docs/results")
+    ap.add_argument("--no-cache", action="store_true", help="search again even when --out holds this search")
     args = ap.parse_args(argv)
     set_threads()
     t0 = time.time()
@@ -302,7 +525,7 @@ def plot(runs: list[dict[str, Any]], path: Path, maze: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 # Settings that may differ between pooled files: they name the run, not the method.
-POOL_FREE_KEYS = ("seeds", "out", "tag", "quick")
+POOL_FREE_KEYS = ("seeds", "out", "tag", "quick", "no_cache")
 
 
 def two_sided_binomial_p(k: int, n: int) -> float:
@@ -359,7 +582,45 @@ def pool_stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                         sum(abs(d) <= eps for d in s_diffs)],
         "sampled_t_p_two_sided": t_two_sided_p(s_t, len(s_diffs) - 1),
     })
+    # The search and the DPO step, summed / averaged over seeds (runs before these were recorded
+    # have neither).
+    graded = [r["pair_grades"] for r in runs if r.get("pair_grades")]
+    if graded:
+        out["pairs_right_wrong_tie"] = [int(sum(g[k] for g in graded)) for k in ("right", "wrong", "tie")]
+    checks = [r["dpo_check"] for r in runs if r.get("dpo_check")]
+    if checks:
+        out["dpo_check_mean"] = {k: sum(c[k] for c in checks) / len(checks) for k in checks[0]}
+    stuck = [trap_failures(r) for r in runs if r.get("traps") and "greedy_moves_by_cell" in r["before"]]
+    if stuck:
+        out["greedy_failures_at_a_trap_before_after"] = [sum(b for b, _ in stuck), sum(a for _, a in stuck)]
+        out["greedy_failures_before_after"] = [sum(35 - round(35 * r["before"]["greedy"]["rate"]) for r in runs
+                                                   if r.get("traps") and "greedy_moves_by_cell" in r["before"]),
+                                               sum(35 - round(35 * r["after"]["greedy"]["rate"]) for r in runs
+                                                   if r.get("traps") and "greedy_moves_by_cell" in r["before"])]
     return out
+
+
+def trap_failures(run: dict[str, Any]) -> tuple[int, int]:
+    """Greedy failures (before, after) whose walk ended on one of the seed's trap cells: replays
+    the recorded greedy moves on the rooms maze from each start cell."""
+    from plyground.envs.lmrl.maze import MOVES
+
+    layout = env_kwargs_for(argparse.Namespace(maze="rooms", max_steps=12))["maze"]
+    letters = {m.split()[-1][0].upper(): d for m, d in MOVES.items()}
+    traps = {tuple(int(x) for x in key.split(",")) for key in run["traps"]}
+    counts = []
+    for when in ("before", "after"):
+        n = 0
+        for key, moves in run[when]["greedy_moves_by_cell"].items():
+            if run[when]["greedy_by_cell"][key]:
+                continue
+            r, c = (int(x) for x in key.split(","))
+            for letter in moves:
+                if letter in letters and layout.is_open((r + letters[letter][0], c + letters[letter][1])):
+                    r, c = r + letters[letter][0], c + letters[letter][1]
+            n += int((r, c) in traps)
+        counts.append(n)
+    return counts[0], counts[1]
 
 
 def pool_main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -413,7 +674,7 @@ def plot_pooled(runs: list[dict[str, Any]], summary: dict[str, Any], path: Path,
                label="start policy" if when == "before" else "after 1 Agent Q iteration")
     ax.set_xticks(xs, labels)
     ax.set_xlabel("seed")
-    ax.set_ylim(0, 0.75)
+    ax.set_ylim(0, 1.0)
     ax.set_ylabel("greedy success (35 start cells)")
     ax.set_title("greedy success per seed (error bars: binomial SE)")
     ax.legend(fontsize=8, loc="upper left")

@@ -21,7 +21,11 @@ $PY $A --methods archer --steps 32 --lr 1e-4 --actor-states replay --actor-batch
   --tag A_archer > "$LOGS/A_archer.log" 2>&1 &
 $PY $A --methods reinforce --steps 32 --lr 1e-3 --tag A_reinforce > "$LOGS/A_reinforce.log" 2>&1 &
 $PY examples/multiturn/score_selfcorrect.py --seeds 0 1 2 3 4 --no-scale-rewards --name score_selfcorrect_noscale > "$LOGS/B.log" 2>&1 &
-[ "${RUN_C:-1}" = 1 ] && $PY examples/multiturn/agent_q_iteration.py --seeds 0 1 2 > "$LOGS/C.log" 2>&1 &
+# C: the shown setting (T5 in docs/results/agent_q_iteration.md), 9 seeds one after another, then pooled.
+C="--quick --out runs/multiturn/agent_q_traps --eps 0.2 --sft-episodes 128 --traps 3 --trap-prob 0.7 --sft-steps 150 --rollout policy --action-parser env --k 8 --lr 3e-4"
+[ "${RUN_C:-1}" = 1 ] && (for s in 0 1 2 3 4 5 6 7 8; do $PY examples/multiturn/agent_q_iteration.py --seeds $s $C --tag _t5_seed$s; done
+  $PY examples/multiturn/agent_q_iteration.py pool runs/multiturn/agent_q_traps/agent_q_iteration_t5_seed{0,1,2,3,4,5,6,7,8}.json \
+    --name agent_q_iteration_traps) > "$LOGS/C.log" 2>&1 &
 [ "${RUN_D:-1}" = 1 ] && $PY examples/multiturn/bfs_prover_round.py --seeds 0 1 2 --samples 6 > "$LOGS/D.log" 2>&1 &
 wait
 $PY examples/multiturn/archer_vs_reinforce.py --merge $AO/archer_vs_reinforce_A_{archer,reinforce}.json >> "$LOGS/A_merge.log" 2>&1

@@ -6,7 +6,8 @@ One iteration (every ``steps_per_iteration`` optimizer steps):
    ``k`` actions per node with the *current* policy (an ``HFBackend`` sharing the trained model)
    and, with ``self_critique``, ranking them with the same model (``Q = alpha Q_mcts + (1-alpha) Qhat``);
 2. **pairs**: :func:`plyground.search.agentq_pairs`: sibling actions whose Q differ by at least
-   ``theta``;
+   ``theta`` (replies are mapped to actions by ``action_parser``: with ``env``, replies that make the
+   same env move are one action, so no pair sets two spellings of one move against each other);
 3. **DPO**: ``steps_per_iteration`` steps of sigmoid DPO on those pairs. The reference is the policy
    that proposed them (``reference="policy"``: their log-probabilities under the iteration's starting
    weights, computed once; i.e. ``ref <- pi_i``), or the log-probabilities stored at sampling time
@@ -51,6 +52,11 @@ class AgentQConfig(TrainConfig):
     rollout_depth: int = hfield(10, "most steps of an MCTS rollout")
     mcts_parallel: int = hfield(1, "MCTS paths selected (with virtual loss) and expanded/rolled out in one batched call")
     mcts_gamma: float = hfield(1.0, "MCTS discount per step (< 1: of two successful moves, the shorter path has the higher Q)")
+    action_parser: Literal["text", "env"] = hfield(
+        "text",
+        "how a reply becomes a tree action: text (the reply, or its tagged action) or env (the env's parse(), "
+        "so replies that make the same move are one child)",
+    )
     max_tokens: int = hfield(16, "tokens per proposed action")
     temperature: float = hfield(1.0, "proposal temperature")
     theta: float = hfield(0.1, "least Q gap for a preference pair")
@@ -76,6 +82,8 @@ class AgentQConfig(TrainConfig):
             raise ValueError(f"mcts_gamma must be in (0, 1], got {self.mcts_gamma}")
         if self.beta <= 0 or self.theta < 0:
             raise ValueError("beta must be > 0 and theta >= 0")
+        if self.action_parser not in ("text", "env"):
+            raise ValueError(f"action_parser must be text or env, got {self.action_parser!r}")
         if self.reference not in ("policy", "behaviour"):
             raise ValueError(f"reference must be policy or behaviour, got {self.reference!r}")
         if self.batch_size < 1 or self.batch_size % self.micro_batch_size:
@@ -111,7 +119,7 @@ class AgentQTrainer(DPOTrainer):
         sampling = SamplingParams(
             max_tokens=c.max_tokens, temperature=c.temperature, seed=(c.seed * 7919 + iteration) % 2**31
         )
-        proposer = Proposer(self.backend, sampling)
+        proposer = Proposer(self.backend, sampling, action_parser=self.action_parser())
         critic = SelfCritic(self.backend) if c.self_critique else None
         mcfg = MCTSConfig(
             simulations=c.simulations, k=c.k, c_exp=c.c_exp, alpha=c.mcts_alpha,
@@ -132,6 +140,29 @@ class AgentQTrainer(DPOTrainer):
             solved += int(result.success)
             pairs += agentq_pairs(result, PairConfig(theta=c.theta, min_visits=c.pair_min_visits, alpha=c.mcts_alpha if critic else 1.0))
         return pairs, {"env/search_success": solved / c.episodes_per_iteration, "charts/pairs": float(len(pairs))}
+
+    def action_parser(self) -> Any:
+        """The reply -> tree action map. ``env``: the env's ``parse`` (Maze's finds the move in a
+        reply), so that "move up" and "move up, then up" are one child rather than two siblings
+        whose Q differ by rollout noise alone (every pair between them would be a coin flip);
+        replies the env cannot parse keep their text action."""
+        from plyground.rollout.agent import parse_action
+
+        if self.config.action_parser == "text":
+            return parse_action
+        import plyground
+
+        probe = plyground.make(self.config.env_id, **self.config.env_kwargs)
+        env_parse = getattr(probe, "parse", None)
+        probe.close()
+        if not callable(env_parse):
+            raise ValueError(f"action_parser=env: {self.config.env_id} has no parse(reply) method")
+
+        def parse(text: str) -> str:
+            action = env_parse(text)
+            return str(action) if action is not None else parse_action(text)
+
+        return parse
 
     def load_iteration_pairs(self, pairs: list[dict[str, Any]]) -> None:
         self.pairs = pairs

@@ -14,7 +14,8 @@ from plyground.trainers.agent_q import AgentQConfig, AgentQTrainer
 
 def _trainer(tmp_path: Any, **kw: Any) -> AgentQTrainer:
     model, tok = tiny_model(seed=0)
-    cfg = AgentQConfig(env_id="Maze-v0", env_kwargs={"maze": "umaze", "max_steps": 4}, total_steps=1, k=2,
+    kw.setdefault("k", 2)
+    cfg = AgentQConfig(env_id="Maze-v0", env_kwargs={"maze": "umaze", "max_steps": 4}, total_steps=1,
                        simulations=1, mixed_precision="no", out_dir=str(tmp_path), **kw)
     return AgentQTrainer(cfg, model=model, tokenizer=tok)
 
@@ -116,3 +117,145 @@ def test_pooling_statistics_of_the_experiment_script() -> None:
     assert script.two_sided_binomial_p(0, 6) == pytest.approx(2 / 64)
     assert script.two_sided_binomial_p(2, 8) == pytest.approx(2 * (1 + 8 + 28) / 256)
     assert script.two_sided_binomial_p(3, 6) == 1.0
+
+
+class _FixedReplies:
+    """A backend that answers every chat with the same replies (no model: the test is about the tree)."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = replies
+
+    def generate(self, chats: Any, params: Any) -> list[list[Any]]:
+        from plyground.types import Completion
+
+        return [[Completion(text=r, logprobs=[-0.1 * (i + 1)]) for i, r in enumerate(self.replies[: params.n])]
+                for _ in chats]
+
+
+@pytest.mark.parametrize(("parser", "expected"), [
+    ("text", {"move up", "move up amove up", "move down"}),
+    ("env", {"move up", "move down"}),
+])
+def test_action_parser_env_merges_replies_that_make_the_same_move(tmp_path, monkeypatch, parser, expected) -> None:
+    trees: list[Any] = []
+    real = plyground.search.mcts
+
+    def spy(*args: Any, **kwargs: Any) -> SearchResult:
+        result = real(*args, **kwargs)
+        trees.append(result)
+        return result
+
+    monkeypatch.setattr(plyground.search, "mcts", spy)
+    trainer = _trainer(tmp_path, episodes_per_iteration=1, reset_options=[{"init_position": [1, 1]}],
+                       mcts_rollout="none", k=3, action_parser=parser)
+    trainer.backend = _FixedReplies(["move up", "move up amove up", "move down"])  # type: ignore[assignment]
+    trainer.search(0)
+    root = trees[0].root
+    assert set(root.children) == expected
+    # the merged child keeps the likelier spelling as its reply (the one DPO would train on)
+    assert root.children["move up"].reply == "move up"
+    assert trainer.action_parser()("no move here") == "no move here"
+
+
+def test_action_parser_env_needs_an_env_parse(tmp_path) -> None:
+    model, tok = tiny_model(seed=0)
+    cfg = AgentQConfig(env_id="Arithmetic-v0", total_steps=1, k=2, simulations=1, mixed_precision="no",
+                       out_dir=str(tmp_path), action_parser="env")
+    with pytest.raises(ValueError, match="parse"):
+        AgentQTrainer(cfg, model=model, tokenizer=tok).action_parser()
+
+
+def _script() -> Any:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "multiturn"))
+    import agent_q_iteration
+
+    return agent_q_iteration
+
+
+def test_script_grades_pairs_by_the_mazes_shortest_paths() -> None:
+    import argparse
+
+    script = _script()
+    kwargs = script.env_kwargs_for(argparse.Namespace(maze="rooms", max_steps=12))
+    best = script.optimal_moves(kwargs)
+    assert len(best) == 35 and best[(1, 3)] == {"move down"} and best[(3, 3)] == {"move right"}
+    assert all(len(moves) >= 1 for moves in best.values())
+
+    def pair(cell: tuple[int, int], chosen: str, rejected: str) -> dict[str, Any]:
+        obs = f"The goal is at position 3, 4. Your current position is at position {cell[0]}, {cell[1]}. There is a wall above you."
+        return {"prompt": [{"role": "user", "content": obs}], "chosen": chosen, "rejected": rejected}
+
+    graded = script.grade_pairs([
+        pair((1, 3), "move down", "move up"),        # right
+        pair((1, 3), "move left", "move down"),      # wrong
+        pair((1, 3), "move up", "move left"),        # neither is a shortest-path move: tie
+        pair((1, 3), "move down please", "garbage"),  # the reply is parsed as the env does
+    ], best)
+    assert graded == {"pairs": 4.0, "right": 2.0, "wrong": 1.0, "tie": 1.0, "states": 1.0}
+
+
+def test_script_traps_bump_walls_away_from_the_goal_and_differ_by_seed() -> None:
+    import argparse
+
+    from plyground.envs.lmrl.maze import MOVES
+
+    script = _script()
+    kwargs = script.env_kwargs_for(argparse.Namespace(maze="rooms", max_steps=12))
+    layout = kwargs["maze"]
+    draws = [script.trap_moves(seed, kwargs, 3) for seed in range(5)]
+    assert draws[0] == script.trap_moves(0, kwargs, 3)  # the same per seed
+    assert len({tuple(sorted(d.items())) for d in draws}) > 1
+    for traps in draws:
+        assert len(traps) == 3
+        for (r, c), move in traps.items():
+            dr, dc = MOVES[move]
+            assert not layout.is_open((r + dr, c + dc))  # a bump: the move leaves the agent in place
+            assert abs(r - 3) + abs(c - 4) > 1  # never next to the goal (3, 4)
+    assert script.trap_moves(0, kwargs, 0) == {}
+    # the demonstrator plays the trap move at a trap and the expert's move elsewhere
+    move = script.demonstrator(kwargs, {(1, 3): "move up"})
+    obs = "The goal is at position 3, 4. Your current position is at position {}. There is a wall above you."
+    assert move(obs.format("1, 3")) == "move up" and move(obs.format("1, 2")) == "move right"
+
+
+def test_script_dpo_check_starts_at_log_2_and_tracks_the_margin() -> None:
+    import math
+
+    import torch
+
+    script = _script()
+    ref = torch.tensor([[-2.0, -1.0], [-3.0, -0.5]])
+    same = script.dpo_check(ref, ref.clone(), beta=0.5)
+    assert math.isclose(same["loss_after"], math.log(2), rel_tol=1e-6) and same["margin_after"] == 0.0
+    assert same["chosen_more_likely_before"] == 0.0
+    moved = script.dpo_check(ref, ref + torch.tensor([[1.0, -1.0], [1.0, -1.0]]), beta=0.5)
+    assert math.isclose(moved["margin_after"], 1.0, rel_tol=1e-6) and moved["loss_after"] < math.log(2)
+    assert moved["chosen_more_likely_after"] == 0.5  # pair 0 flips (-1 vs -2), pair 1 does not (-2 vs -1.5)
+
+
+def test_script_flawed_demonstrator_plays_the_trap_move_with_its_probability() -> None:
+    import argparse
+
+    from plyground.envs.lmrl.maze import MOVES
+    from plyground.types import Message
+
+    script = _script()
+    noisy_chat_policy = script.noisy_chat_policy  # the script's import of _common's
+    kwargs = script.env_kwargs_for(argparse.Namespace(maze="rooms", max_steps=12))
+    traps = {(1, 3): "move up"}
+    old = noisy_chat_policy(script.demonstrator(kwargs, traps), list(MOVES), eps=0.5, salt=3)
+    always = script.flawed_chat_policy(kwargs, traps, 1.0, eps=0.5, salt=3)
+    half = script.flawed_chat_policy(kwargs, traps, 0.5, eps=0.0, salt=3)
+
+    def chat(cell: str, i: int) -> list[Message]:
+        return [Message("system", "maze"), Message("user", f"The goal is at position 3, 4. Your current position is at position {cell}. ({i})")]
+
+    # trap_prob 1.0 is the plain demonstrator under the same noise, draw for draw
+    assert all(old(chat(c, i)) == always(chat(c, i)) for c in ("1, 3", "1, 2", "4, 1") for i in range(200))
+    moves = [half(chat("1, 3", i)) for i in range(400)]
+    assert set(moves) == {"move up", "move down"}  # the trap move or the expert's, nothing else without eps
+    assert 0.4 < moves.count("move up") / 400 < 0.6
+    assert all(half(chat("1, 2", i)) == "move right" for i in range(50))  # not a trap: the expert
