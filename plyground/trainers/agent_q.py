@@ -94,6 +94,8 @@ class AgentQTrainer(DPOTrainer):
     """MCTS -> pairs -> DPO, with the pairs refreshed every ``steps_per_iteration`` steps."""
 
     config: AgentQConfig  # type: ignore[assignment]
+    # Data parallel: each process searches its own share of the episodes and keeps its own pairs.
+    per_rank_state = True
 
     def __init__(self, config: AgentQConfig, model: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
         Trainer.__init__(self, config, model, tokenizer, **kwargs)
@@ -117,18 +119,22 @@ class AgentQTrainer(DPOTrainer):
         c = self.config
         self.model.eval()
         sampling = SamplingParams(
-            max_tokens=c.max_tokens, temperature=c.temperature, seed=(c.seed * 7919 + iteration) % 2**31
+            max_tokens=c.max_tokens, temperature=c.temperature,
+            seed=(c.seed * 7919 + iteration * self.world_size + self.rank) % 2**31,
         )
         proposer = Proposer(self.backend, sampling, action_parser=self.action_parser())
         critic = SelfCritic(self.backend) if c.self_critique else None
         mcfg = MCTSConfig(
             simulations=c.simulations, k=c.k, c_exp=c.c_exp, alpha=c.mcts_alpha,
-            rollout=c.mcts_rollout, rollout_depth=c.rollout_depth, gamma=c.mcts_gamma, stop_on_success=False, seed=c.seed + iteration,
+            rollout=c.mcts_rollout, rollout_depth=c.rollout_depth, gamma=c.mcts_gamma, stop_on_success=False,
+            seed=c.seed + iteration * self.world_size + self.rank,
             parallel=c.mcts_parallel,
         )
         pairs: list[dict[str, Any]] = []
-        solved = 0
-        for i in range(c.episodes_per_iteration):
+        solved = searched = 0
+        # Data parallel: process r of w searches episodes r, r + w, ... and trains on its own pairs.
+        for i in range(self.rank, c.episodes_per_iteration, self.world_size):
+            searched += 1
             seed = c.seed * 1_000_003 + iteration * c.episodes_per_iteration + i
             # Explicit reset options let an iteration search chosen start states (every start cell
             # of a maze, say) instead of whatever the seeds happen to draw.
@@ -139,7 +145,7 @@ class AgentQTrainer(DPOTrainer):
             )
             solved += int(result.success)
             pairs += agentq_pairs(result, PairConfig(theta=c.theta, min_visits=c.pair_min_visits, alpha=c.mcts_alpha if critic else 1.0))
-        return pairs, {"env/search_success": solved / c.episodes_per_iteration, "charts/pairs": float(len(pairs))}
+        return pairs, {"env/search_success": solved / max(searched, 1), "charts/pairs": float(len(pairs))}
 
     def action_parser(self) -> Any:
         """The reply -> tree action map. ``env``: the env's ``parse`` (Maze's finds the move in a
@@ -177,7 +183,7 @@ class AgentQTrainer(DPOTrainer):
             self.ref = torch.tensor(rows, dtype=torch.float32)
         else:
             self.ref = self._reference_sums()  # the iteration's starting policy = the proposer
-        self.sampler = EpochSampler(max(len(pairs), 1), seed=self.config.seed + self.iteration)
+        self.sampler = EpochSampler(max(len(pairs), 1), seed=self.config.seed + self.iteration + 1_000_003 * self.rank)
 
     def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
         c = self.config
@@ -235,5 +241,5 @@ class AgentQTrainer(DPOTrainer):
         self.chosen = [prompt_response_record(self.tokenizer, p["prompt"], p["chosen"]) for p in pairs]
         self.rejected = [prompt_response_record(self.tokenizer, p["prompt"], p["rejected"]) for p in pairs]
         self.ref = state["ref"]
-        self.sampler = EpochSampler(max(len(pairs), 1), seed=self.config.seed + self.iteration - 1)
+        self.sampler = EpochSampler(max(len(pairs), 1), seed=self.config.seed + self.iteration - 1 + 1_000_003 * self.rank)
         self.sampler.load_state_dict(state["sampler"])

@@ -129,7 +129,8 @@ class DPOTrainer(Trainer):
 
     # ALGO LOGIC ------------------------------------------------------------------------------------
     def make_step_batch(self) -> list[dict[str, torch.Tensor]]:
-        idx = self.sampler.take(self.config.batch_size)
+        # batch_size is global: under data parallelism each process takes its share of the draw.
+        idx = self.sampler.take(self.config.batch_size)[self.rank :: self.world_size]
         out = []
         for start in range(0, len(idx), self.config.micro_batch_size):
             part = idx[start : start + self.config.micro_batch_size]

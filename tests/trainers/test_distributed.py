@@ -108,3 +108,16 @@ def test_archer_processes_keep_their_own_buffers_and_one_critic(tmp_path: Path) 
     for rank in ranks:
         assert rank["resumed_buffer"] == rank["buffer"]
         assert rank["resumed_critic"] == rank["critic"]
+
+
+@pytest.mark.slow  # one launch of two processes
+def test_agent_q_processes_search_their_own_episodes(tmp_path: Path) -> None:
+    ranks = _run_two(Path(__file__).with_name("dp_agent_q_worker.py"), tmp_path)
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    first, second = (set(rank["searched"]) for rank in ranks)
+    assert first and second and not first & second  # two iterations x 4 episodes, split between them
+    assert len(first | second) == 8
+    for rank, seeds in zip(ranks, (first, second), strict=True):
+        # The last iteration's pairs are this process's own episodes, and a resume brings them back.
+        assert {p["prompt"][0]["content"].split(":")[0] for p in rank["pairs"]} <= {f"episode {s}" for s in seeds}
+        assert rank["pairs"] and rank["resumed_pairs"] == rank["pairs"]
