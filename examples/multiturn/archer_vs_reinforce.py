@@ -505,7 +505,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 def _title(cfg: dict[str, Any]) -> str:
     lrs = cfg.get("lr_by_method") or {"": cfg["lr"]}
-    lr = ", ".join(f"{m} {v:g}".strip() for m, v in sorted(lrs.items())) if len(set(lrs.values())) > 1 else f"{cfg['lr']:g}"
+    lr = ", ".join(f"{m} {v:g}".strip() for m, v in sorted(lrs.items())) if len(set(lrs.values())) > 1 else f"{next(iter(lrs.values())):g}"
     rep = next((c for c in cfg.get("configs", [cfg]) if c.get("actor_states") == "replay"), None)
     actor = (f"ArCHer replay actor {rep.get('archer_actor_steps') or rep.get('actor_epochs', 1)} x {rep.get('actor_batch', 32)} "
              f"buffer states per batch" if rep else f"{cfg.get('actor_epochs', 1)} actor step(s)/batch")

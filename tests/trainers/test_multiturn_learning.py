@@ -147,7 +147,11 @@ def test_archer_vs_reinforce_merge_joins_runs_split_by_method(tmp_path: Path) ->
     assert out["summary"]["paired_archer_minus_reinforce"]["auc"]["mean"] == pytest.approx(-2.0)
     assert (tmp_path / "archer_vs_reinforce_m.png").exists()
     other = payload("reinforce", 6.0)
-    other["config"]["lr"] = 3e-4
+    other["config"]["lr"] = 3e-4  # each method may run at its own tuned learning rate: recorded
+    paths[1].write_text(json.dumps(other))
+    merged = archer_vs_reinforce.merge([str(p) for p in paths], "m", dest=tmp_path)
+    assert merged["config"]["lr_by_method"] == {"archer": 1e-3, "reinforce": 3e-4}
+    other["config"]["max_steps"] = 6  # another maze horizon is another experiment
     paths[1].write_text(json.dumps(other))
     with pytest.raises(ValueError, match="different config"):
         archer_vs_reinforce.merge([str(p) for p in paths], "m", dest=tmp_path)
