@@ -119,7 +119,7 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
         env_id=ENV_ID, env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=getattr(args, "max_tokens", 5),
         temperature=1.0, total_steps=args.steps * actor_steps, lr=args.lr, num_iterations=actor_steps,
         concurrency=args.episodes, micro_batch_size=min(args.episodes, 8), seed=seed,
-        gamma=args.gamma, mixed_precision="no", out_dir=str(Path(args.out) / (args.tag or "default") / f"{method}_lr{args.lr:g}_seed{seed}"),
+        gamma=args.gamma, entropy_coef=getattr(args, "entropy_coef", 0.0), mixed_precision="no", out_dir=str(Path(args.out) / (args.tag or "default") / f"{method}_lr{args.lr:g}_seed{seed}"),
     )
     log = EpisodeLog(horizon=args.max_steps + 1)
     trace = MetricTrace(TRACE_KEYS)
@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--critic-context", default="observation", choices=["observation", "turn"],
                     help="ArCHer: the critic's state text (the observation, or prefixed with the turn number)")
     ap.add_argument("--actor-epochs", type=int, default=1, help="actor steps per rollout batch (both methods; PPO clip)")
+    ap.add_argument("--entropy-coef", type=float, default=0.0,
+                    help="entropy bonus coefficient (both methods; ArCHer: not during its critic-only warm-up)")
     ap.add_argument("--center", type=int, default=1, help="ArCHer: centre the actor advantages (1) or not (0)")
     ap.add_argument("--actor-states", default="rollout", choices=["rollout", "replay"],
                     help="ArCHer: the actor trains on the latest rollout (rollout) or on states sampled from the "
@@ -377,7 +379,8 @@ def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
     # (the summary compares at the env steps all runs reached) may differ.
     ignore = {"methods", "seeds", "tag", "out", "quick", "deadline", "time_budget_s", "jobs", "merge", "replot",
               "critic_context", "steps", "eval_start", "from_metrics", "actor_states", "actor_batch",
-              "archer_actor_steps", "v_target", "center", "critic_steps", "lr", "warmup_iters", "critic_check"}
+              "archer_actor_steps", "v_target", "center", "critic_steps", "lr", "warmup_iters", "critic_check",
+              "entropy_coef", "actor_epochs"}
     base = {k: v for k, v in payloads[0]["config"].items() if k not in ignore}
     runs: dict[str, dict[int, list[dict[str, float]]]] = {}
     for p, payload in zip(paths, payloads, strict=True):
@@ -389,7 +392,8 @@ def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
     # Each method may run at its own (tuned) learning rate and ArCHer settings: recorded per method.
     by_method = {m: p["config"] for p in payloads for m in p["runs"]}
     config = {**base, "seeds": sorted({s for by in runs.values() for s in by}), "merged_from": paths,
-              "configs": [p["config"] for p in payloads], "lr_by_method": {m: c["lr"] for m, c in by_method.items()}}
+              "configs": [p["config"] for p in payloads], "lr_by_method": {m: c["lr"] for m, c in by_method.items()},
+              "entropy_coef_by_method": {m: c.get("entropy_coef", 0.0) for m, c in by_method.items()}}
     summary = summarise(runs)
     name = "archer_vs_reinforce" + (f"_{tag}" if tag else "")
     dest.mkdir(parents=True, exist_ok=True)
@@ -509,8 +513,10 @@ def _title(cfg: dict[str, Any]) -> str:
     rep = next((c for c in cfg.get("configs", [cfg]) if c.get("actor_states") == "replay"), None)
     actor = (f"ArCHer replay actor {rep.get('archer_actor_steps') or rep.get('actor_epochs', 1)} x {rep.get('actor_batch', 32)} "
              f"buffer states per batch" if rep else f"{cfg.get('actor_epochs', 1)} actor step(s)/batch")
+    ent = cfg.get("entropy_coef_by_method") or {"": cfg.get("entropy_coef", 0.0)}
+    bonus = ", entropy bonus " + ", ".join(f"{m} {v:g}".strip() for m, v in sorted(ent.items())) if any(ent.values()) else ""
     return (f"U maze ({cfg['max_steps']} moves), {len(cfg['seeds'])} seeds, {cfg['episodes']} episodes/batch, "
-            f"lr {lr}, {actor}, warm start {cfg.get('sft_steps', 60)} SFT steps")
+            f"lr {lr}, {actor}{bonus}, warm start {cfg.get('sft_steps', 60)} SFT steps")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ from plyground.trainers.core.critic import (
     trajectory_transitions,
 )
 from plyground.trainers.core.logprobs import collate
-from plyground.trainers.core.loop import hfield, split_micro
+from plyground.trainers.core.loop import StepTotals, hfield, split_micro
 from plyground.trainers.grpo import GRPOConfig, GRPOTrainer
 from plyground.types import SamplingParams, TokenRecord, Trajectory
 
@@ -268,6 +268,14 @@ class ArCHerTrainer(GRPOTrainer):
             per_turn.append(flat[i : i + len(t.turns)].tolist())
             i += len(t.turns)
         return spread_per_turn(batch["loss_mask"], per_turn)
+
+    def compute_loss(self, micro: dict[str, torch.Tensor], totals: StepTotals) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics = super().compute_loss(micro, totals)
+        if self.config.warmup_iters > 0 and self.iteration <= self.config.warmup_iters:
+            # Critic-only warm-up: the advantages are zero, but an entropy bonus or KL term would still
+            # move the actor; the warm-up must leave it where it started.
+            loss = loss * 0.0
+        return loss, metrics
 
     # -- checkpoint ----------------------------------------------------------------------------------
     def trainer_state(self) -> dict[str, Any]:

@@ -136,3 +136,19 @@ def _copy(model):  # type: ignore[no-untyped-def]
     import copy
 
     return copy.deepcopy(model)
+
+
+def test_warmup_leaves_the_actor_still_even_with_an_entropy_bonus(tiny, tmp_path) -> None:
+    from plyground.trainers.archer import ArCHerTrainer
+
+    model, tok = tiny
+    # weight_decay 0: the only force on the actor during the warm-up would be the entropy bonus.
+    kw = dict(entropy_coef=1.0, lr=1e-2, weight_decay=0.0, total_steps=1, num_iterations=1)
+    still = ArCHerTrainer(_config(tmp_path / "w", warmup_iters=1, **kw), model=_copy(model), tokenizer=tok)
+    before = [p.detach().clone() for p in still.model.parameters()]
+    still.train()
+    assert all(torch.equal(b, p.detach()) for b, p in zip(before, still.model.parameters(), strict=True))
+    # The same step after the warm-up does move it (the guard is what kept it still).
+    moved = ArCHerTrainer(_config(tmp_path / "m", warmup_iters=0, **kw), model=_copy(model), tokenizer=tok)
+    moved.train()
+    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, moved.model.parameters(), strict=True))
