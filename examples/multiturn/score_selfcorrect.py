@@ -72,6 +72,17 @@ def addition_tasks(max_operand: int = 5) -> list[Task]:
     return [Task(id=f"add-{a}-{b}", prompt=f"What is {a} + {b}?", answer=str(a + b)) for a in n for b in n]
 
 
+def _read_chat(chat: Sequence[Message], call: int, salt: int) -> tuple[random.Random, int, int, list[str]]:
+    """A scripted policy's view of a chat: its random stream, the problem's operands, the replies so
+    far. The stream is seeded by the call index too, so the same problem gets different answers in
+    different episodes (the data is played one episode at a time, so this is reproducible)."""
+    rng = random.Random(zlib.crc32("\x00".join(m.content for m in chat).encode()) + 7919 * call + salt)
+    found = _Q.search(chat[1].content if len(chat) > 1 else chat[0].content)
+    assert found is not None, chat
+    replies = [m.content for m in chat if m.role == "assistant"]
+    return rng, int(found.group(1)), int(found.group(2)), replies
+
+
 def base_chat_policy(p_correct: float = 0.5, p_copy: float = 0.5, salt: int = 0) -> Any:
     """The scripted "base model": right with ``p_correct`` (else off by one); on the second
     attempt, a copy of the first with ``p_copy``, else a fresh answer."""
@@ -82,13 +93,7 @@ def base_chat_policy(p_correct: float = 0.5, p_copy: float = 0.5, salt: int = 0)
     calls = itertools.count()
 
     def policy(chat: Sequence[Message]) -> str:
-        # Seeded by the call index too: the same problem gets different answers in different
-        # episodes (the data is played one episode at a time, so this is reproducible).
-        rng = random.Random(zlib.crc32("\x00".join(m.content for m in chat).encode()) + 7919 * next(calls) + salt)
-        found = _Q.search(chat[1].content if len(chat) > 1 else chat[0].content)
-        assert found is not None, chat
-        a, b = int(found.group(1)), int(found.group(2))
-        replies = [m.content for m in chat if m.role == "assistant"]
+        rng, a, b, replies = _read_chat(chat, next(calls), salt)
         if replies and rng.random() < p_copy:
             return replies[-1]
         return f"\\boxed{{{answer(rng, a, b)}}}"
@@ -116,11 +121,7 @@ def rewrite_chat_policy(
         return f"{a} + {b} = \\boxed{{{c}}}" if long else f"\\boxed{{{c}}}"
 
     def policy(chat: Sequence[Message]) -> str:
-        rng = random.Random(zlib.crc32("\x00".join(m.content for m in chat).encode()) + 7919 * next(calls) + salt)
-        found = _Q.search(chat[1].content if len(chat) > 1 else chat[0].content)
-        assert found is not None, chat
-        a, b = int(found.group(1)), int(found.group(2))
-        replies = [m.content for m in chat if m.role == "assistant"]
+        rng, a, b, replies = _read_chat(chat, next(calls), salt)
         p = p_correct if not replies or p_rewrite_correct is None else p_rewrite_correct
         c = a + b if rng.random() < p else a + b + rng.choice((-1, 1))
         if not replies:

@@ -39,19 +39,24 @@ def test_reset_options_are_cycled_over_the_searched_episodes(tmp_path, monkeypat
     assert seen == [None, None]
 
 
+def _spy_on_mcts(monkeypatch: pytest.MonkeyPatch) -> list[SearchResult]:
+    """The real MCTS, with each search's result appended to the returned list."""
+    results: list[SearchResult] = []
+    real = plyground.search.mcts
+
+    def spy(*args: Any, **kwargs: Any) -> SearchResult:
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(plyground.search, "mcts", spy)
+    return results
+
+
 @pytest.mark.slow
 def test_reset_options_reach_the_env(tmp_path, monkeypatch) -> None:
     """A real (one-simulation) search from a chosen U-maze cell starts at that cell."""
     trainer = _trainer(tmp_path, episodes_per_iteration=1, reset_options=[{"init_position": [1, 2]}], mcts_rollout="none")
-    calls: list[Any] = []
-    real = plyground.search.mcts
-
-    def spy(*args: Any, **kwargs: Any) -> SearchResult:
-        result = real(*args, **kwargs)
-        calls.append(result)
-        return result
-
-    monkeypatch.setattr(plyground.search, "mcts", spy)
+    calls = _spy_on_mcts(monkeypatch)
     trainer.search(0)
     root = calls[0].root
     assert root is not None and "position 1, 2" in root.observation
@@ -137,15 +142,7 @@ class _FixedReplies:
     ("env", {"move up", "move down"}),
 ])
 def test_action_parser_env_merges_replies_that_make_the_same_move(tmp_path, monkeypatch, parser, expected) -> None:
-    trees: list[Any] = []
-    real = plyground.search.mcts
-
-    def spy(*args: Any, **kwargs: Any) -> SearchResult:
-        result = real(*args, **kwargs)
-        trees.append(result)
-        return result
-
-    monkeypatch.setattr(plyground.search, "mcts", spy)
+    trees = _spy_on_mcts(monkeypatch)
     trainer = _trainer(tmp_path, episodes_per_iteration=1, reset_options=[{"init_position": [1, 1]}],
                        mcts_rollout="none", k=3, action_parser=parser)
     trainer.backend = _FixedReplies(["move up", "move up amove up", "move down"])  # type: ignore[assignment]
