@@ -52,10 +52,10 @@ class AgentQConfig(TrainConfig):
     rollout_depth: int = hfield(10, "most steps of an MCTS rollout")
     mcts_parallel: int = hfield(1, "MCTS paths selected (with virtual loss) and expanded/rolled out in one batched call")
     mcts_gamma: float = hfield(1.0, "MCTS discount per step (< 1: of two successful moves, the shorter path has the higher Q)")
-    action_parser: Literal["text", "env"] = hfield(
-        "text",
-        "how a reply becomes a tree action: text (the reply, or its tagged action) or env (the env's parse(), "
-        "so replies that make the same move are one child)",
+    action_parser: Literal["auto", "text", "env"] = hfield(
+        "auto",
+        "how a reply becomes a tree action: env (the env's parse(), so replies that make the same move are "
+        "one child), text (the reply, or its tagged action), or auto (env where the env has parse(), else text)",
     )
     max_tokens: int = hfield(16, "tokens per proposed action")
     temperature: float = hfield(1.0, "proposal temperature")
@@ -82,8 +82,8 @@ class AgentQConfig(TrainConfig):
             raise ValueError(f"mcts_gamma must be in (0, 1], got {self.mcts_gamma}")
         if self.beta <= 0 or self.theta < 0:
             raise ValueError("beta must be > 0 and theta >= 0")
-        if self.action_parser not in ("text", "env"):
-            raise ValueError(f"action_parser must be text or env, got {self.action_parser!r}")
+        if self.action_parser not in ("auto", "text", "env"):
+            raise ValueError(f"action_parser must be auto, text or env, got {self.action_parser!r}")
         if self.reference not in ("policy", "behaviour"):
             raise ValueError(f"reference must be policy or behaviour, got {self.reference!r}")
         if self.batch_size < 1 or self.batch_size % self.micro_batch_size:
@@ -151,7 +151,8 @@ class AgentQTrainer(DPOTrainer):
         """The reply -> tree action map. ``env``: the env's ``parse`` (Maze's finds the move in a
         reply), so that "move up" and "move up, then up" are one child rather than two siblings
         whose Q differ by rollout noise alone (every pair between them would be a coin flip);
-        replies the env cannot parse keep their text action."""
+        replies the env cannot parse keep their text action. ``auto`` is ``env`` for envs with a
+        ``parse`` and ``text`` for the rest."""
         from plyground.rollout.agent import parse_action
 
         if self.config.action_parser == "text":
@@ -162,6 +163,8 @@ class AgentQTrainer(DPOTrainer):
         env_parse = getattr(probe, "parse", None)
         probe.close()
         if not callable(env_parse):
+            if self.config.action_parser == "auto":
+                return parse_action
             raise ValueError(f"action_parser=env: {self.config.env_id} has no parse(reply) method")
 
         def parse(text: str) -> str:

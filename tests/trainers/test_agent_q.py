@@ -140,6 +140,7 @@ class _FixedReplies:
 @pytest.mark.parametrize(("parser", "expected"), [
     ("text", {"move up", "move up amove up", "move down"}),
     ("env", {"move up", "move down"}),
+    ("auto", {"move up", "move down"}),  # Maze has parse(), so auto is env
 ])
 def test_action_parser_env_merges_replies_that_make_the_same_move(tmp_path, monkeypatch, parser, expected) -> None:
     trees = _spy_on_mcts(monkeypatch)
@@ -152,6 +153,16 @@ def test_action_parser_env_merges_replies_that_make_the_same_move(tmp_path, monk
     # the merged child keeps the likelier spelling as its reply (the one DPO would train on)
     assert root.children["move up"].reply == "move up"
     assert trainer.action_parser()("no move here") == "no move here"
+
+
+def test_action_parser_auto_falls_back_to_text_without_an_env_parse(tmp_path) -> None:
+    from plyground.rollout.agent import parse_action
+
+    model, tok = tiny_model(seed=0)
+    cfg = AgentQConfig(env_id="Arithmetic-v0", total_steps=1, k=2, simulations=1, mixed_precision="no",
+                       out_dir=str(tmp_path))
+    assert cfg.action_parser == "auto"
+    assert AgentQTrainer(cfg, model=model, tokenizer=tok).action_parser() is parse_action
 
 
 def test_action_parser_env_needs_an_env_parse(tmp_path) -> None:
