@@ -224,3 +224,40 @@ def scripted_chats(env: Any, episodes: Sequence[tuple[Callable[[Sequence[Message
             done = terminated or truncated
         chats.append(build_chat(env.instructions, turns, obs, [t.action for t in turns]))
     return chats
+
+
+def before_after_bars(
+    runs: Sequence[dict[str, Any]],
+    path: Path | str,
+    panels: Sequence[tuple[str, Callable[[dict[str, Any]], tuple[float, float]]]],
+    *,
+    after_label: str,
+    ylabel: str,
+    suptitle: str,
+    ylim: float = 1.1,
+) -> None:
+    """One panel per ``(title, read)`` with a before/after bar pair per seed. ``read(run[when])``
+    gives ``(rate, se)``; the bars carry SE error bars and their values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    width = 0.38
+    xs = list(range(len(runs)))
+    for ax, (title, read) in zip(axes[0], panels, strict=True):
+        for off, when, color in ((-width / 2, "before", "tab:gray"), (width / 2, "after", "tab:green")):
+            vals, errs = zip(*(read(r[when]) for r in runs), strict=True) if runs else ((), ())
+            ax.bar([x + off for x in xs], vals, width, yerr=errs, capsize=3, color=color,
+                   label="start policy" if when == "before" else after_label)
+            for x, v in zip(xs, vals, strict=True):
+                ax.text(x + off, v + 0.03, f"{v:.2f}", ha="center", fontsize=8)
+        ax.set_xticks(xs, [f"seed {r['seed']}" for r in runs])
+        ax.set_ylim(0, ylim)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -58,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     RESULTS,
+    before_after_bars,
     chat_corpus,
     evaluate,
     noisy_chat_policy,
@@ -490,31 +491,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def plot(runs: list[dict[str, Any]], path: Path, maze: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    width = 0.38
-    for ax, key, title in ((axes[0], "greedy", "greedy, every start cell"),
-                           (axes[1], "sampled", "sampled (T=1), every cell x samples")):
-        xs = list(range(len(runs)))
-        for off, when, color in ((-width / 2, "before", "tab:gray"), (width / 2, "after", "tab:green")):
-            vals = [r[when][key]["rate"] for r in runs]
-            errs = [r[when][key]["se"] for r in runs]
-            ax.bar([x + off for x in xs], vals, width, yerr=errs, capsize=3, color=color,
-                   label="start policy" if when == "before" else "after 1 Agent Q iteration")
-            for x, v in zip(xs, vals, strict=True):
-                ax.text(x + off, v + 0.03, f"{v:.2f}", ha="center", fontsize=8)
-        ax.set_xticks(xs, [f"seed {r['seed']}" for r in runs])
-        ax.set_ylim(0, 1.15)
-        ax.set_ylabel("success rate")
-        ax.set_title(title)
-        ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"Agent Q on the {maze} maze: MCTS -> step pairs -> DPO (error bars: binomial SE)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    before_after_bars(
+        runs, path,
+        [("greedy, every start cell", lambda e: (e["greedy"]["rate"], e["greedy"]["se"])),
+         ("sampled (T=1), every cell x samples", lambda e: (e["sampled"]["rate"], e["sampled"]["se"]))],
+        after_label="after 1 Agent Q iteration", ylabel="success rate", ylim=1.15,
+        suptitle=f"Agent Q on the {maze} maze: MCTS -> step pairs -> DPO (error bars: binomial SE)",
+    )
 
 
 

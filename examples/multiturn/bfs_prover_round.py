@@ -49,7 +49,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, chat_corpus, evaluate, scripted_chats, set_threads, small_policy, warm_start
+from _common import (
+    RESULTS,
+    before_after_bars,
+    chat_corpus,
+    evaluate,
+    scripted_chats,
+    set_threads,
+    small_policy,
+    warm_start,
+)
 
 from plyground.types import Message
 
@@ -270,30 +279,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    width = 0.38
-    for ax, split, title in ((axes[0], "train", "the round's theorems"), (axes[1], "heldout", "held-out theorems")):
-        xs = list(range(len(runs)))
-        for off, when, color in ((-width / 2, "before", "tab:gray"), (width / 2, "after", "tab:green")):
-            vals = [r[when][split]["solve_rate"] for r in runs]
-            errs = [r[when][split]["se"] for r in runs]
-            ax.bar([x + off for x in xs], vals, width, yerr=errs, capsize=3, color=color,
-                   label="start policy" if when == "before" else "after 1 round")
-            for x, v in zip(xs, vals, strict=True):
-                ax.text(x + off, v + 0.03, f"{v:.2f}", ha="center", fontsize=8)
-        ax.set_xticks(xs, [f"seed {r['seed']}" for r in runs])
-        ax.set_ylim(0, 1.1)
-        ax.set_ylabel("solve rate (sampled attempts, T=1)")
-        ax.set_title(title)
-        ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle("BFS-Prover expert iteration, one round, Coq (error bars: binomial SE)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    before_after_bars(
+        runs, path,
+        [("the round's theorems", lambda e: (e["train"]["solve_rate"], e["train"]["se"])),
+         ("held-out theorems", lambda e: (e["heldout"]["solve_rate"], e["heldout"]["se"]))],
+        after_label="after 1 round", ylabel="solve rate (sampled attempts, T=1)",
+        suptitle="BFS-Prover expert iteration, one round, Coq (error bars: binomial SE)",
+    )
 
 
 if __name__ == "__main__":
