@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -66,6 +68,25 @@ class EpisodeSpec:
     options: dict[str, Any] | None = None
 
 
+_Request = tuple["Chat | list[int]", "asyncio.Future[Completion]", "tuple[int, ...] | None"]
+
+
+def request_seed(seed: int, key: tuple[int, ...]) -> int:
+    """The sampling seed of one generation request: a 63-bit mix of the run's seed and the
+    request's key, so distinct requests get unrelated streams."""
+    digest = hashlib.blake2b(f"{seed}/{'/'.join(map(str, key))}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _takes_row_seeds(backend: Backend) -> bool:
+    """Whether ``backend.generate`` (and ``generate_ids``) take one seed per prompt (``seeds=``)."""
+    for name in ("generate", "generate_ids"):
+        method = getattr(backend, name, None)
+        if method is not None and "seeds" not in inspect.signature(method).parameters:
+            return False
+    return callable(getattr(backend, "generate", None))
+
+
 class _Batcher:
     """Merges concurrent single-prompt generations into batched backend calls.
 
@@ -73,6 +94,12 @@ class _Batcher:
     together in the next call. A backend that serves concurrent calls (``parallel_calls``: the
     inference-server backends, which batch on the server) gets each batch at once, so an episode
     never waits for another batch's whole generation just because it reached the model later.
+
+    Seeded sampling: which prompts share a call depends on thread timing. A backend that takes one
+    seed per prompt (``seeds=``, as :class:`~plyground.inference.hf.HFBackend` does) gets a seed
+    made from the run's seed and the request's own key (env seed, episode, sample, turn), so each
+    episode draws the same tokens however the batches fall, and a rerun with concurrency plays
+    the same episodes. Other backends get one seed per call.
     """
 
     def __init__(self, backend: Backend, params: SamplingParams, max_batch_size: int) -> None:
@@ -80,16 +107,19 @@ class _Batcher:
         self.params = params
         self.max_batch_size = max_batch_size
         self.parallel = bool(getattr(backend, "parallel_calls", False))
-        self._queue: asyncio.Queue[tuple[Chat | list[int], asyncio.Future[Completion]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self.calls = 0
+        self.row_seeds = _takes_row_seeds(backend)
 
-    async def generate(self, prompt: Chat | list[int]) -> Completion:
+    async def generate(self, prompt: Chat | list[int], key: tuple[int, ...] | None = None) -> Completion:
+        """One completion for ``prompt``; ``key`` names the request (env seed, episode, sample, turn)
+        for per-request seeding."""
         if self._worker is None:
             self._worker = asyncio.create_task(self._run())
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        await self._queue.put((prompt, future))
+        await self._queue.put((prompt, future, key))
         return await future
 
     async def _run(self) -> None:
@@ -100,32 +130,38 @@ class _Batcher:
                 batch.append(self._queue.get_nowait())
             self.calls += 1
             params = self.params
-            if params.seed is not None:
+            seeds: list[int | None] | None = None
+            if params.seed is not None and self.row_seeds and all(key is not None for _, _, key in batch):
+                seeds = [request_seed(params.seed, key) for _, _, key in batch if key is not None]
+            elif params.seed is not None:
                 # One seed per call, not the same seed every call: otherwise the K samples of an
                 # episode that land in different batches would be identical draws.
                 params = replace(params, seed=(params.seed + 1_000_003 * self.calls) % 2**31)
             if self.parallel:
-                task = asyncio.create_task(self._call(batch, params))
+                task = asyncio.create_task(self._call(batch, params, seeds))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
             else:
-                await self._call(batch, params)
+                await self._call(batch, params, seeds)
 
-    async def _call(
-        self, batch: list[tuple[Chat | list[int], asyncio.Future[Completion]]], params: SamplingParams
-    ) -> None:
-        prompts = [p for p, _ in batch]
+    async def _call(self, batch: list[_Request], params: SamplingParams, seeds: list[int | None] | None = None) -> None:
+        prompts = [p for p, _, _ in batch]
         try:
-            if prompts and isinstance(prompts[0], list) and prompts[0] and isinstance(prompts[0][0], int):
+            token_ids = bool(prompts) and isinstance(prompts[0], list) and bool(prompts[0]) and isinstance(prompts[0][0], int)
+            if token_ids:
                 assert isinstance(self.backend, TokenBackend)
-                results = await self.backend.agenerate_ids(prompts, params)  # type: ignore[arg-type]
+            if seeds is not None:
+                generate: Any = self.backend.generate_ids if token_ids else self.backend.generate  # type: ignore[attr-defined]
+                results = await asyncio.to_thread(generate, prompts, params, seeds=seeds)
+            elif token_ids:
+                results = await self.backend.agenerate_ids(prompts, params)  # type: ignore[attr-defined, arg-type]
             else:
                 results = await self.backend.agenerate(prompts, params)  # type: ignore[arg-type]
-            for (_, future), completions in zip(batch, results, strict=True):
+            for (_, future, _), completions in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(completions[0])
         except Exception as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
 
@@ -138,7 +174,7 @@ class _Batcher:
 
 async def play_episode(
     env: TextEnv,
-    generate: Callable[[Chat | list[int]], Awaitable[Completion]],
+    generate: Callable[[Chat | list[int], tuple[int, ...]], Awaitable[Completion]],
     spec: EpisodeSpec,
     config: RolloutConfig,
     env_id: str,
@@ -167,7 +203,7 @@ async def play_episode(
             traj.error = exc.tag()
             break
         try:
-            completion = await generate(prompt)
+            completion = await generate(prompt, (spec.seed, spec.episode, spec.sample, turn_index))
         except PlygroundError as exc:
             if isinstance(exc, BackendError) and config.fatal_backend_errors:
                 exc.trajectory = _finish(traj, start)  # type: ignore[attr-defined]

@@ -72,8 +72,9 @@ class GRPOConfig(TrainConfig):
     concurrency: int = hfield(16, "episodes in flight during rollout")
     reproducible_rollouts: bool = hfield(
         False,
-        "play episodes one at a time, so which prompts share a sampling batch (and so the samples) does not "
-        "depend on thread timing; slow, for bit-exact reruns and resumes (implied by deterministic)",
+        "play episodes one at a time, so which prompts share a sampling batch does not depend on thread timing "
+        "(per-request seeds already make batched HF sampling rerun alike up to float rounding); slow, for "
+        "bit-exact reruns and resumes (implied by deterministic)",
     )
     # update
     num_iterations: int = hfield(1, "optimizer steps per rollout batch (mu); > 1 makes the clip bite")
@@ -174,8 +175,9 @@ class GRPOTrainer(Trainer):
             max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p,
             seed=(c.seed * 7919 + shard) % 2**31,
         )
-        # Concurrent episodes are batched in arrival order, which depends on thread timing; one at a
-        # time makes every generate call, and so every seeded draw, the same on a rerun.
+        # Concurrent episodes are batched in arrival order, which depends on thread timing. A backend
+        # that takes per-prompt seeds (HFBackend) draws each request from its own stream anyway; one
+        # at a time also removes the last batch-dependence (padding changes float rounding).
         concurrency = 1 if (c.reproducible_rollouts or c.deterministic) else c.concurrency
         rollout = RolloutConfig(sampling=sampling, concurrency=concurrency, max_turns=c.max_turns, track_tokens=True)
         trajs = collect_sync(lambda: plyground.make(c.env_id, **c.env_kwargs), self.backend, specs, rollout)

@@ -248,3 +248,30 @@ def test_a_server_backend_gets_overlapping_calls_a_local_one_does_not(parallel: 
     )
     assert all(t.success for t in trajs) and len(trajs) == 12
     assert (backend.most_in_flight > 1) == parallel
+
+
+def test_seeded_episodes_do_not_depend_on_how_the_batches_fall(tiny_backend: Any) -> None:
+    """A backend that takes per-prompt seeds gets one per request (env seed, episode, sample,
+    turn): one episode at a time and 6 at once in batches of 2 or 6 play the same episodes."""
+    from plyground.types import SamplingParams
+
+    def play(concurrency: int, max_batch_size: int) -> list[list[str]]:
+        config = RolloutConfig(sampling=SamplingParams(max_tokens=6, temperature=1.0, seed=3), concurrency=concurrency,
+                               max_batch_size=max_batch_size, max_turns=3)
+        trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), tiny_backend, episode_specs(3, samples=2), config)
+        trajs.sort(key=lambda t: (t.metadata["episode"], t.metadata["sample"]))
+        return [[turn.completion.text for turn in t.turns if turn.completion] for t in trajs]
+
+    alone = play(1, 1)
+    assert play(6, 2) == alone
+    assert play(6, 6) == alone
+    assert len({tuple(texts) for texts in alone}) == len(alone)  # every request its own stream
+
+
+def test_request_seeds_differ_by_every_part_of_the_key() -> None:
+    from plyground.rollout.collector import request_seed
+
+    keys = [(0, 0, 0, 0), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1)]
+    assert len({request_seed(7, k) for k in keys}) == len(keys)
+    assert request_seed(7, keys[0]) != request_seed(8, keys[0])
+    assert all(0 <= request_seed(7, k) < 2**63 for k in keys)
