@@ -11,11 +11,19 @@ rollout can feed the model exactly the tokens it accumulated (token-in, token-ou
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from plyground.errors import UnknownNameError
 from plyground.types import Chat, Completion, SamplingParams
+
+
+def mix_seed(seed: int, *parts: int) -> int:
+    """A 63-bit seed for the stream that ``parts`` name under ``seed`` (a prompt's index, or a
+    request's env seed, episode, sample and turn): distinct inputs give unrelated streams."""
+    digest = hashlib.blake2b("/".join(map(str, (seed, *parts))).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 @runtime_checkable

@@ -9,7 +9,6 @@ trainers need: log-softmax of the model's raw logits at the sampled token (see
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import threading
 import warnings
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from plyground.errors import BackendError
-from plyground.inference.base import ThreadedAsyncMixin
+from plyground.inference.base import ThreadedAsyncMixin, mix_seed
 from plyground.types import Chat, Completion, FinishReason, Message, SamplingParams
 
 
@@ -36,12 +35,6 @@ class _Row:
     finish: FinishReason | None = None
     hit_eos: bool = False
     seed: int | None = None  # this sequence's own random stream; None: the global RNG
-
-
-def _mix_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for stream ``index`` of ``seed``: distinct inputs give unrelated streams."""
-    digest = hashlib.blake2b(f"{seed}/{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def _exponential_race(probs: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
@@ -225,7 +218,7 @@ class HFBackend(ThreadedAsyncMixin):
         Prompt ``i`` gets its own stream (mixed from ``seed`` and ``i``), so repeated prompts in one
         seeded call (a GRPO group) are still independent draws.
         """
-        return [None if seed is None else _mix_seed(seed, i) for i in range(count)]
+        return [None if seed is None else mix_seed(seed, i) for i in range(count)]
 
     def generate_ids(
         self,
@@ -272,7 +265,7 @@ class HFBackend(ThreadedAsyncMixin):
         elif len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         rows = [
-            _Row(index=i, sample=s, prompt=p, seed=None if seed is None else _mix_seed(int(seed), s))
+            _Row(index=i, sample=s, prompt=p, seed=None if seed is None else mix_seed(int(seed), s))
             for i, (p, seed) in enumerate(zip(prompts, seeds, strict=True))
             for s in range(params.n)
         ]

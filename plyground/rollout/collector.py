@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,7 +24,7 @@ from typing import Any
 
 from plyground.envs.core import TextEnv
 from plyground.errors import BackendError, PlygroundError, TokenMismatchError
-from plyground.inference.base import Backend, TokenBackend
+from plyground.inference.base import Backend, TokenBackend, mix_seed
 from plyground.rollout.agent import ActionParser, build_chat, parse_action
 from plyground.rollout.tokens import TokenLedger
 from plyground.types import Chat, Completion, Message, SamplingParams, Trajectory, Turn
@@ -69,13 +68,6 @@ class EpisodeSpec:
 
 
 _Request = tuple["Chat | list[int]", "asyncio.Future[Completion]", "tuple[int, ...] | None"]
-
-
-def request_seed(seed: int, key: tuple[int, ...]) -> int:
-    """The sampling seed of one generation request: a 63-bit mix of the run's seed and the
-    request's key, so distinct requests get unrelated streams."""
-    digest = hashlib.blake2b(f"{seed}/{'/'.join(map(str, key))}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def _takes_row_seeds(backend: Backend) -> bool:
@@ -132,7 +124,7 @@ class _Batcher:
             params = self.params
             seeds: list[int | None] | None = None
             if params.seed is not None and self.row_seeds and all(key is not None for _, _, key in batch):
-                seeds = [request_seed(params.seed, key) for _, _, key in batch if key is not None]
+                seeds = [mix_seed(params.seed, *key) for _, _, key in batch if key is not None]
             elif params.seed is not None:
                 # One seed per call, not the same seed every call: otherwise the K samples of an
                 # episode that land in different batches would be identical draws.
