@@ -67,7 +67,7 @@ class EpisodeSpec:
     options: dict[str, Any] | None = None
 
 
-_Request = tuple["Chat | list[int]", "asyncio.Future[Completion]", "tuple[int, ...] | None"]
+_Request = tuple["Chat | list[int]", "asyncio.Future[Completion]", "tuple[int, ...]"]
 
 
 def _takes_row_seeds(backend: Backend) -> bool:
@@ -105,7 +105,7 @@ class _Batcher:
         self.calls = 0
         self.row_seeds = _takes_row_seeds(backend)
 
-    async def generate(self, prompt: Chat | list[int], key: tuple[int, ...] | None = None) -> Completion:
+    async def generate(self, prompt: Chat | list[int], key: tuple[int, ...]) -> Completion:
         """One completion for ``prompt``; ``key`` names the request (env seed, episode, sample, turn)
         for per-request seeding."""
         if self._worker is None:
@@ -123,8 +123,8 @@ class _Batcher:
             self.calls += 1
             params = self.params
             seeds: list[int | None] | None = None
-            if params.seed is not None and self.row_seeds and all(key is not None for _, _, key in batch):
-                seeds = [mix_seed(params.seed, *key) for _, _, key in batch if key is not None]
+            if params.seed is not None and self.row_seeds:
+                seeds = [mix_seed(params.seed, *key) for _, _, key in batch]
             elif params.seed is not None:
                 # One seed per call, not the same seed every call: otherwise the K samples of an
                 # episode that land in different batches would be identical draws.

@@ -104,6 +104,7 @@ class AgentQTrainer(DPOTrainer):
         self.backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer)
         self.on_update.append(SyncWeights(self.backend))
         self.pairs: list[dict[str, Any]] = []
+        self._reply_parser: Any = None  # action_parser(), built on first use
         self.chosen, self.rejected = [], []
         self.ref = torch.zeros(0, 2)
         self.sampler = EpochSampler(1, seed=config.seed)
@@ -152,7 +153,12 @@ class AgentQTrainer(DPOTrainer):
         reply), so that "move up" and "move up, then up" are one child rather than two siblings
         whose Q differ by rollout noise alone (every pair between them would be a coin flip);
         replies the env cannot parse keep their text action. ``auto`` is ``env`` for envs with a
-        ``parse`` and ``text`` for the rest."""
+        ``parse`` and ``text`` for the rest. Built once per trainer (``env``/``auto`` make a probe env)."""
+        if self._reply_parser is None:
+            self._reply_parser = self._build_action_parser()
+        return self._reply_parser
+
+    def _build_action_parser(self) -> Any:
         from plyground.rollout.agent import parse_action
 
         if self.config.action_parser == "text":
