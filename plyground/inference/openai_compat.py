@@ -67,6 +67,23 @@ def _prompt_params(params: SamplingParams, index: int) -> SamplingParams:
     return replace(params, seed=(params.seed + 7919 * index) % 2**31)
 
 
+def _check_seeds(seeds: Sequence[int | None], count: int) -> None:
+    """``seeds`` must name one seed per prompt (``None``: that prompt unseeded)."""
+    if len(seeds) != count:
+        raise ValueError(f"{len(seeds)} seeds for {count} prompts: give one seed per prompt")
+
+
+def _each_prompt_params(
+    params: SamplingParams, count: int, seeds: Sequence[int | None] | None
+) -> list[SamplingParams]:
+    """The sampling parameters of each of a call's ``count`` prompts: ``seeds[i]`` for prompt ``i``
+    when ``seeds`` is given (``params.seed`` is then ignored), else :func:`_prompt_params`."""
+    if seeds is None:
+        return [_prompt_params(params, i) for i in range(count)]
+    _check_seeds(seeds, count)
+    return [replace(params, seed=seed) for seed in seeds]
+
+
 @dataclass
 class _LoopState:
     """What must live on one event loop: the HTTP client and the concurrency gate."""
@@ -170,31 +187,47 @@ class OpenAIBackend:
 
     # -- public API -------------------------------------------------------------------------------
 
-    def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
-        """``params.n`` completions per chat, in order; raises :class:`BackendError`."""
-        return self._run_sync(self.agenerate(chats, params))
+    def generate(
+        self, chats: Sequence[Chat], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
+        """``params.n`` completions per chat, in order; raises :class:`BackendError`.
 
-    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
+        Seeds: ``seeds[i]`` (one per chat, ``None`` = unseeded) is chat ``i``'s request seed, so a
+        chat samples the same whichever others share the call (on a server that honours ``seed``
+        per request). Without ``seeds``, a seeded call gives chat ``i`` the seed
+        ``params.seed + 7919 * i``. Servers that ignore ``n`` are topped up with further requests
+        whose seeds are shifted by the number of choices already in hand.
+        """
+        if seeds is not None:
+            _check_seeds(seeds, len(chats))
+        return self._run_sync(self.agenerate(chats, params, seeds=seeds))
+
+    async def agenerate(
+        self, chats: Sequence[Chat], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
         """Like :meth:`generate`; the chats' requests run concurrently (``max_concurrency``)."""
+        each = _each_prompt_params(params, len(chats), seeds)
         if self.mode == "chat":
-            return await self._gather(
-                [self._chat(chat, _prompt_params(params, i)) for i, chat in enumerate(chats)]
-            )
+            return await self._gather([self._chat(chat, p) for chat, p in zip(chats, each, strict=True)])
         return await self._gather(
-            [self._complete(self.render(chat), _prompt_params(params, i)) for i, chat in enumerate(chats)]
+            [self._complete(self.render(chat), p) for chat, p in zip(chats, each, strict=True)]
         )
 
-    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        """Sample from token-id prompts through ``/completions`` (whatever ``mode`` is)."""
-        return self._run_sync(self.agenerate_ids(prompts, params))
+    def generate_ids(
+        self, prompts: Sequence[list[int]], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
+        """Sample from token-id prompts through ``/completions`` (whatever ``mode`` is); ``seeds``
+        as in :meth:`generate`."""
+        if seeds is not None:
+            _check_seeds(seeds, len(prompts))
+        return self._run_sync(self.agenerate_ids(prompts, params, seeds=seeds))
 
     async def agenerate_ids(
-        self, prompts: Sequence[list[int]], params: SamplingParams
+        self, prompts: Sequence[list[int]], params: SamplingParams, seeds: Sequence[int | None] | None = None
     ) -> list[list[Completion]]:
         """Like :meth:`generate_ids`, awaitable."""
-        return await self._gather(
-            [self._complete(list(p), _prompt_params(params, i)) for i, p in enumerate(prompts)]
-        )
+        each = _each_prompt_params(params, len(prompts), seeds)
+        return await self._gather([self._complete(list(p), q) for p, q in zip(prompts, each, strict=True)])
 
     def health(self, timeout_s: float = 5.0) -> bool:
         """Whether ``GET {base_url}/models`` answers 200 within ``timeout_s``."""

@@ -36,13 +36,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
 from plyground.errors import BackendError
-from plyground.inference.openai_compat import OpenAIBackend, _LoopThread
+from plyground.inference.openai_compat import OpenAIBackend, _check_seeds, _LoopThread, _prompt_params
 from plyground.inference.router import ManagedServer, Replica, Router, free_port
 from plyground.types import Chat, Completion, SamplingParams
 
@@ -92,6 +93,16 @@ def vllm_command(
     if seed is not None:
         cmd += ["--seed", str(seed)]
     return [*cmd, *extra_args]
+
+
+def _each_prompt(params: SamplingParams, count: int, seeds: Sequence[int | None] | None) -> list[SamplingParams]:
+    """Each of ``count`` prompts' sampling parameters: ``params`` with ``seeds[i]`` as the seed of
+    prompt ``i`` when ``seeds`` is given; else as :class:`OpenAIBackend` spreads one call's seed
+    (prompt ``i`` gets its own), so repeated prompts in a seeded call are not copies."""
+    if seeds is None:
+        return [_prompt_params(params, i) for i in range(count)]
+    _check_seeds(seeds, count)
+    return [replace(params, seed=seed) for seed in seeds]
 
 
 class ServerBackend:
@@ -280,11 +291,13 @@ class ServerBackend:
 
     async def _routed(self, prompt: Any, method: str, params: SamplingParams) -> list[Completion]:
         """One prompt (a chat, or token ids) through ``method`` of a replica's client, routed sticky
-        by its prefix."""
+        by its prefix; its request carries ``params.seed`` (this prompt's own seed)."""
 
         async def call(replica: Replica) -> list[Completion]:
             replica.client.model = self.request_model
-            result: list[list[Completion]] = await getattr(replica.client, method)([prompt], params)
+            result: list[list[Completion]] = await getattr(replica.client, method)(
+                [prompt], params, seeds=[params.seed]
+            )
             return result[0]
 
         router = self._require_router()
@@ -297,22 +310,41 @@ class ServerBackend:
     async def _one_chat(self, chat: Chat, params: SamplingParams) -> list[Completion]:
         return await self._routed(chat, "agenerate", params)
 
-    async def agenerate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
-        return list(await asyncio.gather(*(self._one_chat(c, params) for c in chats)))
+    async def agenerate(
+        self, chats: Sequence[Chat], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
+        """``params.n`` completions per chat, each chat a request of its own (the servers batch
+        them). ``seeds[i]`` (one per chat, ``None`` = unseeded) is chat ``i``'s request seed; without
+        ``seeds``, a seeded call gives chat ``i`` the seed ``OpenAIBackend`` would."""
+        each = _each_prompt(params, len(chats), seeds)
+        return list(await asyncio.gather(*(self._one_chat(c, p) for c, p in zip(chats, each, strict=True))))
 
     async def _one_ids(self, prompt: list[int], params: SamplingParams) -> list[Completion]:
         return await self._routed(prompt, "agenerate_ids", params)
 
-    async def agenerate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        """Token-id prompts through ``/v1/completions`` (a list of ids as the prompt)."""
-        return list(await asyncio.gather(*(self._one_ids(list(p), params) for p in prompts)))
+    async def agenerate_ids(
+        self, prompts: Sequence[list[int]], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
+        """Token-id prompts through ``/v1/completions`` (a list of ids as the prompt); ``seeds`` as
+        in :meth:`agenerate`."""
+        each = _each_prompt(params, len(prompts), seeds)
+        return list(await asyncio.gather(*(self._one_ids(list(p), q) for p, q in zip(prompts, each, strict=True))))
 
-    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        result: list[list[Completion]] = self._run_sync(self.agenerate_ids(prompts, params))
+    def generate_ids(
+        self, prompts: Sequence[list[int]], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
+        if seeds is not None:
+            _check_seeds(seeds, len(prompts))
+        result: list[list[Completion]] = self._run_sync(self.agenerate_ids(prompts, params, seeds=seeds))
         return result
 
-    def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
-        return self._run_sync(self.agenerate(chats, params))
+    def generate(
+        self, chats: Sequence[Chat], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[list[Completion]]:
+        if seeds is not None:
+            _check_seeds(seeds, len(chats))
+        result: list[list[Completion]] = self._run_sync(self.agenerate(chats, params, seeds=seeds))
+        return result
 
     def _run_sync(self, coro: Any) -> Any:
         with self._lock:

@@ -70,11 +70,19 @@ class EpisodeSpec:
 _Request = tuple["Chat | list[int]", "asyncio.Future[Completion]", "tuple[int, ...]"]
 
 
+def _takes_seeds(method: Any) -> bool:
+    """Whether ``method`` takes one seed per prompt (``seeds=``)."""
+    try:
+        return "seeds" in inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C extension)
+        return False
+
+
 def _takes_row_seeds(backend: Backend) -> bool:
     """Whether ``backend.generate`` (and ``generate_ids``) take one seed per prompt (``seeds=``)."""
     for name in ("generate", "generate_ids"):
         method = getattr(backend, name, None)
-        if method is not None and "seeds" not in inspect.signature(method).parameters:
+        if method is not None and not _takes_seeds(method):
             return False
     return callable(getattr(backend, "generate", None))
 
@@ -88,10 +96,13 @@ class _Batcher:
     never waits for another batch's whole generation just because it reached the model later.
 
     Seeded sampling: which prompts share a call depends on thread timing. A backend that takes one
-    seed per prompt (``seeds=``, as :class:`~plyground.inference.hf.HFBackend` does) gets a seed
-    made from the run's seed and the request's own key (env seed, episode, sample, turn), so each
-    episode draws the same tokens however the batches fall, and a rerun with concurrency plays
-    the same episodes. Other backends get one seed per call.
+    seed per prompt (``seeds=`` on ``generate`` and ``generate_ids``: ``hf``, ``openai`` and the
+    server backends ``vllm``, ``sglang``, ``plyground-server``) gets a seed made from the run's
+    seed and the request's own key (env seed, episode, sample, turn), so each episode draws the
+    same tokens however the batches fall, and a rerun with concurrency plays the same episodes
+    (given a server that honours ``seed`` per request, whatever else it batches with it). Its
+    async method is awaited when it takes ``seeds=`` too, else the sync one runs in a worker
+    thread. Other backends get one seed per call.
     """
 
     def __init__(self, backend: Backend, params: SamplingParams, max_batch_size: int) -> None:
@@ -104,6 +115,12 @@ class _Batcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self.calls = 0
         self.row_seeds = _takes_row_seeds(backend)
+        # Async methods that take per-prompt seeds too are awaited, not run in a worker thread.
+        self.async_row_seeds = {
+            name
+            for name in ("agenerate", "agenerate_ids")
+            if self.row_seeds and _takes_seeds(getattr(backend, name, None))
+        }
 
     async def generate(self, prompt: Chat | list[int], key: tuple[int, ...]) -> Completion:
         """One completion for ``prompt``; ``key`` names the request (env seed, episode, sample, turn)
@@ -143,8 +160,12 @@ class _Batcher:
             if token_ids:
                 assert isinstance(self.backend, TokenBackend)
             if seeds is not None:
-                generate: Any = self.backend.generate_ids if token_ids else self.backend.generate  # type: ignore[attr-defined]
-                results = await asyncio.to_thread(generate, prompts, params, seeds=seeds)
+                name = "agenerate_ids" if token_ids else "agenerate"
+                if name in self.async_row_seeds:
+                    results = await getattr(self.backend, name)(prompts, params, seeds=seeds)
+                else:
+                    generate: Any = self.backend.generate_ids if token_ids else self.backend.generate  # type: ignore[attr-defined]
+                    results = await asyncio.to_thread(generate, prompts, params, seeds=seeds)
             elif token_ids:
                 results = await self.backend.agenerate_ids(prompts, params)  # type: ignore[attr-defined, arg-type]
             else:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from plyground.errors import BackendError
 from plyground.inference.base import Backend, make_backend
 from plyground.inference.openai_compat import OpenAIBackend, _finish_reason, default_render
-from plyground.inference.server import create_app, start_server
+from plyground.inference.router import ManagedServer, Replica, Router
+from plyground.inference.server import PlygroundServerBackend, create_app, start_server
 from plyground.types import Completion, Message, SamplingParams
 
 
@@ -373,3 +376,107 @@ def test_a_seeded_call_gives_repeated_prompts_their_own_seeds(fake_url: str) -> 
     with serve_in_thread(scripted.app) as url, OpenAIBackend("m", base_url=url) as backend:
         got = backend.generate([CHATS[0]] * 3, params)
     assert [g[0].text for g in got] == ["seed=11", f"seed={11 + 7919}", f"seed={11 + 2 * 7919}"]
+
+
+# -- one seed per prompt (``seeds=``) -------------------------------------------------------------
+
+
+def _seed_in(completion: Completion) -> str:
+    """The seed the fake backend behind the server saw for this sample (its reply names it)."""
+    match = re.search(r"seed (\S+) done", completion.text)
+    assert match is not None, completion.text
+    return match.group(1)
+
+
+def test_per_prompt_seeds_go_in_each_request_body() -> None:
+    scripted = Scripted()
+    chats = [[Message("user", f"q{i}")] for i in range(4)]
+    seeds = [5, None, 2**62 + 3, 5]  # the collector's seeds are 63-bit
+    with serve_in_thread(scripted.app) as url, OpenAIBackend("m", base_url=url) as backend:
+        got = backend.generate(chats, SamplingParams(seed=1), seeds=seeds)
+        assert [g[0].text for g in got] == ["seed=5", "seed=None", f"seed={2**62 + 3}", "seed=5"]
+        by_prompt = {b["messages"][0]["content"]: b for b in scripted.bodies}
+        assert [by_prompt[f"q{i}"].get("seed", "absent") for i in range(4)] == [5, "absent", 2**62 + 3, 5]
+        # Without seeds= the call's seed is spread as before: prompt i gets seed + 7919 i.
+        got = backend.generate(chats[:2], SamplingParams(seed=1))
+        assert [g[0].text for g in got] == ["seed=1", f"seed={1 + 7919}"]
+        got = backend.generate(chats[:2], SamplingParams())
+        assert [g[0].text for g in got] == ["seed=None", "seed=None"]
+
+
+def test_per_prompt_seeds_keep_the_top_up_shift() -> None:
+    scripted = Scripted(choices=1)  # a server that ignores n
+    with serve_in_thread(scripted.app) as url, OpenAIBackend("m", base_url=url) as backend:
+        got = backend.generate(CHATS, SamplingParams(n=3, seed=0), seeds=[10, 50])
+    assert [[c.text for c in g] for g in got] == [
+        ["seed=10", "seed=11", "seed=12"],
+        ["seed=50", "seed=51", "seed=52"],
+    ]
+
+
+def test_per_prompt_seeds_in_every_mode_and_method(fake_url: str) -> None:
+    params = SamplingParams(max_tokens=64, temperature=1.0, seed=99)
+    seeds = [7, 8, None]
+    chats = [CHATS[0], CHATS[0], CHATS[1]]
+    with OpenAIBackend("m", base_url=fake_url) as backend:
+        for mode in ("chat", "completions"):
+            backend.mode = mode  # type: ignore[assignment]
+            got = backend.generate(chats, params, seeds=seeds)
+            assert [_seed_in(g[0]) for g in got] == ["7", "8", "None"]
+            got = asyncio.run(backend.agenerate(chats, params, seeds=seeds))
+            assert [_seed_in(g[0]) for g in got] == ["7", "8", "None"]
+        ids = [[BOS, 70, 71], [BOS, 70, 71], [BOS, 72]]
+        got = backend.generate_ids(ids, params, seeds=seeds)
+        assert [_seed_in(g[0]) for g in got] == ["7", "8", "None"]
+        got = asyncio.run(backend.agenerate_ids(ids, params, seeds=seeds))
+        assert [_seed_in(g[0]) for g in got] == ["7", "8", "None"]
+
+
+def test_per_prompt_seeds_must_match_the_prompts() -> None:
+    scripted = Scripted()
+    params = SamplingParams(seed=1)
+    with serve_in_thread(scripted.app) as url, OpenAIBackend("m", base_url=url) as backend:
+        with pytest.raises(ValueError, match="1 seeds for 2 prompts"):
+            backend.generate(CHATS, params, seeds=[1])
+        with pytest.raises(ValueError, match="3 seeds for 1 prompts"):
+            backend.generate_ids([[1, 2]], params, seeds=[1, 2, 3])
+        with pytest.raises(ValueError, match="0 seeds for 2 prompts"):
+            asyncio.run(backend.agenerate(CHATS, params, seeds=[]))
+        with pytest.raises(ValueError, match="1 seeds for 2 prompts"):
+            asyncio.run(backend.agenerate_ids([[1], [2]], params, seeds=[4]))
+    assert scripted.bodies == []  # nothing was sent
+
+
+@contextmanager
+def server_backend_over(url: str) -> Iterator[PlygroundServerBackend]:
+    """A server backend (routing, sticky table, per-replica clients) whose one replica is the
+    server already listening at ``url``, instead of one it launched."""
+    backend = PlygroundServerBackend("m", start=False, request_timeout_s=30, max_attempts=1)
+    server = ManagedServer([], port=int(url.removesuffix("/v1").rsplit(":", 1)[1]), name="test-replica")
+    backend.replicas = [Replica(0, server, backend._make_client(server))]
+    backend.router = Router(backend.replicas, request_timeout_s=30, max_attempts=1)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def test_server_backend_passes_per_prompt_seeds_through(fake_url: str) -> None:
+    params = SamplingParams(max_tokens=64, temperature=1.0, seed=99)
+    chats = [CHATS[0], CHATS[0], CHATS[1]]
+    ids = [[BOS, 70, 71], [BOS, 70, 71], [BOS, 72]]
+    seeds = [7, 2**62 + 1, None]
+    want = ["7", str(2**62 + 1), "None"]
+    with server_backend_over(fake_url) as backend:
+        assert [_seed_in(g[0]) for g in backend.generate(chats, params, seeds=seeds)] == want
+        assert [_seed_in(g[0]) for g in backend.generate_ids(ids, params, seeds=seeds)] == want
+        assert [_seed_in(g[0]) for g in asyncio.run(backend.agenerate(chats, params, seeds=seeds))] == want
+        assert [_seed_in(g[0]) for g in asyncio.run(backend.agenerate_ids(ids, params, seeds=seeds))] == want
+        # Without seeds= a seeded call spreads its seed as OpenAIBackend does: the two copies of
+        # CHATS[0] are independent draws, not the same sample twice.
+        assert [_seed_in(g[0]) for g in backend.generate(chats, params)] == ["99", str(99 + 7919), str(99 + 2 * 7919)]
+        assert [_seed_in(g[0]) for g in backend.generate_ids(ids, replace(params, seed=None))] == ["None"] * 3
+        with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+            backend.generate(chats, params, seeds=[1, 2])
+        with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+            asyncio.run(backend.agenerate_ids(ids, params, seeds=[1, 2]))

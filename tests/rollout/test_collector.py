@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -275,3 +277,79 @@ def test_request_seeds_differ_by_every_part_of_the_key() -> None:
     assert len({mix_seed(7, *k) for k in keys}) == len(keys)
     assert mix_seed(7, *keys[0]) != mix_seed(8, *keys[0])
     assert all(0 <= mix_seed(7, *k) < 2**63 for k in keys)
+
+
+
+@contextlib.contextmanager
+def _server_backend_in_process(model_backend: Any) -> Iterator[Any]:
+    """The project's server app over ``model_backend`` on a local port (uvicorn in a thread) as the
+    one replica of a ``PlygroundServerBackend``: the whole server path, without a subprocess."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from plyground.inference.router import ManagedServer, Replica, Router, free_port
+    from plyground.inference.server import PlygroundServerBackend, create_app
+
+    port = free_port()
+    app = create_app(model_backend, model_name="tiny")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
+        time.sleep(0.01)
+    remote = PlygroundServerBackend("tiny", start=False, tokenizer=model_backend.tokenizer, request_timeout_s=60)
+    replica_server = ManagedServer([], port=port, name="in-process")
+    remote.replicas = [Replica(0, replica_server, remote._make_client(replica_server))]
+    remote.router = Router(remote.replicas, request_timeout_s=60, max_attempts=1)
+    try:
+        yield remote
+    finally:
+        remote.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _assert_seeded_episodes_do_not_depend_on_batching(backend: Any, track_tokens: bool) -> None:
+    """One episode at a time and 6 at once in batches of 2 or 6 play the same episodes."""
+    from plyground.types import SamplingParams
+
+    def play(concurrency: int, max_batch_size: int) -> list[list[list[int]]]:
+        config = RolloutConfig(sampling=SamplingParams(max_tokens=6, temperature=1.0, seed=3), concurrency=concurrency,
+                               max_batch_size=max_batch_size, max_turns=3, track_tokens=track_tokens)
+        trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(3, samples=2), config)
+        assert all(t.error is None for t in trajs), [t.error for t in trajs]
+        assert all((t.tokens is not None) == track_tokens for t in trajs)
+        trajs.sort(key=lambda t: (t.metadata["episode"], t.metadata["sample"]))
+        return [[turn.completion.token_ids for turn in t.turns if turn.completion] for t in trajs]
+
+    alone = play(1, 1)
+    assert all(ids for episode in alone for ids in episode)
+    assert play(6, 2) == alone
+    assert play(6, 6) == alone
+    assert len({tuple(map(tuple, episode)) for episode in alone}) == len(alone)  # every request its own stream
+
+
+@pytest.mark.parametrize("track_tokens", [True, False], ids=["token-ids", "chats"])
+def test_seeded_episodes_through_a_server_do_not_depend_on_how_the_batches_fall(
+    tiny_backend: Any, track_tokens: bool
+) -> None:
+    """The server backends take per-prompt seeds too, so each request reaches the server with its
+    own seed, and the server gives a seeded request the same sample whatever it batches it with."""
+    with _server_backend_in_process(tiny_backend) as remote:
+        _assert_seeded_episodes_do_not_depend_on_batching(remote, track_tokens)
+
+
+@pytest.mark.slow
+def test_seeded_episodes_through_a_launched_server_do_not_depend_on_how_the_batches_fall(tiny_backend: Any) -> None:
+    """The same through a server subprocess that ``PlygroundServerBackend`` launches (about 15-25 s
+    of start-up on a small CPU machine, hence slow)."""
+    from plyground.inference.server import PlygroundServerBackend
+
+    with PlygroundServerBackend(
+        "tiny", tokenizer=tiny_backend.tokenizer, startup_timeout_s=120, request_timeout_s=60
+    ) as remote:
+        _assert_seeded_episodes_do_not_depend_on_batching(remote, track_tokens=True)
