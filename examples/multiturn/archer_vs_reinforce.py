@@ -129,7 +129,7 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
         cfg = ArCHerConfig(
             **common, warmup_iters=getattr(args, "warmup_iters", 1), critic_steps=args.critic_steps, center_advantages=bool(args.center), critic_batch=32,
             critic_context=args.critic_context, critic_lr=1e-3, tau=0.1,
-            critic={"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64},
+            critic=critic_spec(args),
             actor_states=getattr(args, "actor_states", "rollout"), actor_batch=getattr(args, "actor_batch", 32),
             v_target_actions=getattr(args, "v_target", "buffer"),
         )
@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--critic-steps", type=int, default=20)
     ap.add_argument("--critic-context", default="observation", choices=["observation", "turn"],
                     help="ArCHer: the critic's state text (the observation, or prefixed with the turn number)")
+    ap.add_argument("--critic-encoder", default="transformer", choices=["transformer", "policy"],
+                    help="ArCHer: the critic's encoder, trained from scratch (transformer) or a copy of the warm-started "
+                    "policy's backbone (policy; the reference's critic is a pretrained RoBERTa)")
     ap.add_argument("--actor-epochs", type=int, default=1, help="actor steps per rollout batch (both methods; PPO clip)")
     ap.add_argument("--entropy-coef", type=float, default=0.0,
                     help="entropy bonus coefficient (both methods; ArCHer: not during its critic-only warm-up)")
@@ -380,7 +383,7 @@ def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
     ignore = {"methods", "seeds", "tag", "out", "quick", "deadline", "time_budget_s", "jobs", "merge", "replot",
               "critic_context", "steps", "eval_start", "from_metrics", "actor_states", "actor_batch",
               "archer_actor_steps", "v_target", "center", "critic_steps", "lr", "warmup_iters", "critic_check",
-              "entropy_coef", "actor_epochs"}
+              "entropy_coef", "actor_epochs", "critic_encoder"}
     base = {k: v for k, v in payloads[0]["config"].items() if k not in ignore}
     runs: dict[str, dict[int, list[dict[str, float]]]] = {}
     for p, payload in zip(paths, payloads, strict=True):
@@ -443,6 +446,13 @@ def eval_start(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def critic_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The critic's size and encoder: a 1-layer, 32-wide transformer trained from scratch, or
+    (``--critic-encoder policy``) a copy of the warm-started policy's backbone."""
+    return {"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64,
+            "encoder": getattr(args, "critic_encoder", "transformer")}
+
+
 def critic_check(args: argparse.Namespace) -> dict[str, Any]:
     """Can ArCHer's critic rank moves? Train only the critic (the actor is off: warm-up longer than
     the run) for ``--critic-check`` rollout batches from the warm start, then, at the first state of
@@ -461,7 +471,7 @@ def critic_check(args: argparse.Namespace) -> dict[str, Any]:
         temperature=1.0, total_steps=args.critic_check, lr=1e-9, concurrency=args.episodes, micro_batch_size=8, seed=0,
         gamma=args.gamma, mixed_precision="no", out_dir=str(Path(args.out) / "critic_check"), live_table=False,
         warmup_iters=args.critic_check + 1, critic_steps=args.critic_steps, critic_batch=32, critic_context=args.critic_context,
-        critic_lr=1e-3, tau=0.1, critic={"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64},
+        critic_lr=1e-3, tau=0.1, critic=critic_spec(args),
     )
     trainer = ArCHerTrainer(cfg, model=copy.deepcopy(model), tokenizer=tok)
     trainer.train()
@@ -478,7 +488,7 @@ def critic_check(args: argparse.Namespace) -> dict[str, Any]:
     out = {"rollout_batches": args.critic_check, "max_tokens": args.max_tokens, "sft_steps": args.sft_steps,
            "buffer": len(trainer.replay), "clean_move_share": sum(t.action in MOVES for t in trainer.replay.items) / len(trainer.replay),
            "expert_move_ranked_first": _stats(hits), "gap_expert_minus_best_other": _stats(gaps)}
-    name = f"critic_check_sft{args.sft_steps}_tok{args.max_tokens}"
+    name = f"critic_check_sft{args.sft_steps}_tok{args.max_tokens}" + ("_policyenc" if args.critic_encoder == "policy" else "")
     (Path(args.out) / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     return out

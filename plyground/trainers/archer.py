@@ -51,6 +51,7 @@ from plyground.trainers.core.critic import (
     advantages,
     critic_loss,
     make_target,
+    pretrained_encoder,
     soft_update,
     state_text,
     trajectory_transitions,
@@ -82,7 +83,9 @@ class ArCHerConfig(GRPOConfig):
     warmup_iters: int = hfield(2, "rollout iterations of critic-only training before the actor moves")
     buffer_size: int = hfield(100_000, "replay buffer capacity (transitions)")
     critic: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "CriticConfig fields: dim, layers, heads, head_hidden, max_length"}
+        default_factory=dict,
+        metadata={"help": "CriticConfig fields: dim, layers, heads, head_hidden, max_length, encoder (transformer, bag, "
+                  "or policy: a copy of the policy's own backbone)"},
     )
     normalize_advantages: bool = hfield(False, "divide actor advantages by their batch std")
     center_advantages: bool = hfield(
@@ -134,7 +137,11 @@ class ArCHerTrainer(GRPOTrainer):
         super().__init__(config, model, tokenizer, **kwargs)
         gen = torch.random.get_rng_state()
         torch.manual_seed(config.seed + 17)
-        self.critic = DoubleCritic(len(self.tokenizer), CriticConfig(**config.critic)).to(self.device)
+        critic_config = CriticConfig(**config.critic)
+        # encoder "policy": the critic reads with a copy of the warm-started policy's backbone (the
+        # reference's critic is a pretrained RoBERTa; a from-scratch encoder must first learn to read).
+        encoder = pretrained_encoder(self.base_model) if critic_config.encoder == "policy" else None
+        self.critic = DoubleCritic(len(self.tokenizer), critic_config, encoder=encoder).to(self.device)
         torch.random.set_rng_state(gen)
         if self.parallel is not None:
             self.parallel.broadcast_parameters(list(self.critic.parameters()), unwrapped=True)

@@ -22,11 +22,13 @@ from plyground.trainers.baselines import (
 from plyground.trainers.core.critic import (
     CriticConfig,
     DoubleCritic,
+    PretrainedEncoder,
     ReplayBuffer,
     advantages,
     critic_loss,
     encode_texts,
     make_target,
+    pretrained_encoder,
     soft_update,
     trajectory_transitions,
 )
@@ -155,6 +157,45 @@ def test_encode_texts_keeps_the_last_tokens_and_pads_right(tiny) -> None:
         want = tok(text, add_special_tokens=False)["input_ids"][-3:] or [0]  # an empty text: one pad token
         n = len(want)
         assert ids[row, :n].tolist() == want and mask[row].tolist() == [1] * n + [0] * (ids.shape[1] - n)
+
+
+def test_pretrained_encoder_copies_the_policy_and_pools_real_tokens_only(tiny) -> None:
+    model, tok = tiny
+    enc = pretrained_encoder(model)
+    assert enc.out_dim == 2 * model.config.hidden_size + 1
+    # A copy: training the critic's encoder leaves the policy's weights alone.
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(enc.parameters(), model.parameters(), strict=False))
+    ids, mask = encode_texts(tok, ["move up", "move up and then left"], max_length=16)
+    out = enc(ids, mask)
+    alone = enc(*encode_texts(tok, ["move up"], max_length=16))
+    # Right padding changes nothing for the shorter text: mean and last-token states read real tokens only.
+    assert torch.allclose(out[0], alone[0], atol=1e-5)
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_policy_encoder_critic_needs_the_lm_and_archer_builds_it(tiny, tmp_path) -> None:
+    from plyground.trainers.archer import ArCHerConfig, ArCHerTrainer
+
+    model, tok = tiny
+    with pytest.raises(ValueError, match="pretrained encoder"):
+        DoubleCritic(len(tok), CriticConfig(encoder="policy"))
+    with pytest.raises(ValueError, match="critic encoder"):
+        DoubleCritic(len(tok), CriticConfig(encoder="roberta"))
+    cfg = ArCHerConfig(out_dir=str(tmp_path), env_id="Maze-v0", env_kwargs={"maze": "umaze", "max_steps": 2},
+                       tasks_per_step=2, max_tokens=3, warmup_iters=1, critic_steps=2, critic_batch=4, total_steps=1,
+                       mixed_precision="no", micro_batch_size=8, live_table=False,
+                       critic={"head_hidden": 8, "max_length": 32, "encoder": "policy"})
+    import copy
+
+    policy = copy.deepcopy(model)
+    trainer = ArCHerTrainer(cfg, model=policy, tokenizer=tok)
+    assert isinstance(trainer.critic.encoder, PretrainedEncoder)
+    before = {k: v.clone() for k, v in trainer.critic.encoder.state_dict().items()}
+    policy_before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer.train()
+    after = trainer.critic.encoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the critic trained its encoder
+    assert all(torch.equal(policy_before[k], v) for k, v in policy.state_dict().items())  # warm-up: actor still
 
 
 def _scripted_20q(episodes: int) -> list[Trajectory]:

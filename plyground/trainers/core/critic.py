@@ -6,6 +6,10 @@ soft-updated target copy, and a replay buffer of transitions.
   ``log(1 + length)`` appended (the transcript's length tells how far into the episode a state is).
   The reference uses roberta-base's pooler; any module with ``forward(ids, mask) -> (B, out_dim)``
   and an ``out_dim`` attribute can replace it (``DoubleCritic(encoder=...)``).
+- ``PretrainedEncoder`` (``encoder="policy"`` in ArCHer): a copy of a pretrained causal LM's
+  backbone (ArCHer copies its warm-started policy's), mean-pooled and last-token hidden states: the
+  counterpart of the reference's pretrained RoBERTa, for a critic that need not learn to read from
+  scratch. It shares the policy's tokenizer, so the critic's texts need no second vocabulary.
 - ``DoubleCritic``: ``Q1, Q2`` = MLP([enc(obs), enc(act)]), ``V1, V2`` = MLP(enc(obs)).
 - :func:`soft_update`: ``target <- (1 - tau) * target + tau * online``.
 - :func:`critic_loss`: the sum of four MSEs, each head with its own target (no min):
@@ -36,7 +40,9 @@ class CriticConfig:
     heads: int = 4
     head_hidden: int = 128
     max_length: int = 256  # tokens per text (the LAST ones are kept: a transcript grows at the end)
-    encoder: str = "transformer"  # or "bag": mean of token embeddings + log length (no attention; fastest)
+    # "transformer"; "bag": mean of token embeddings + log length (no attention; fastest); "policy": a
+    # copy of a pretrained LM's backbone (PretrainedEncoder; the trainer supplies the LM)
+    encoder: str = "transformer"
 
 
 class TextEncoder(nn.Module):
@@ -65,6 +71,43 @@ class TextEncoder(nn.Module):
         return torch.cat([pooled, length], dim=-1)
 
 
+class PretrainedEncoder(nn.Module):
+    """Token ids (B, T) + mask (B, T) -> (B, 2 * hidden + 1): a pretrained LM backbone's final hidden
+    states, mean-pooled over the real tokens and at the last real token (a causal LM's summary of
+    the text), and log length. ``backbone`` is trained with the critic: pass a copy, not the policy.
+
+    Args:
+        backbone: a transformers base model (``AutoModelForCausalLM(...).base_model``, or the LM
+            itself: its ``base_model`` is taken) whose ``forward(input_ids, attention_mask)`` returns
+            ``last_hidden_state``.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = getattr(backbone, "base_model", backbone)
+        hidden = getattr(getattr(self.backbone, "config", None), "hidden_size", None)
+        if not isinstance(hidden, int):
+            raise ValueError("the critic's pretrained encoder needs a transformers model with config.hidden_size")
+        self.out_dim = 2 * hidden + 1
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.to(h.dtype).unsqueeze(-1)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        last = h[torch.arange(h.shape[0], device=h.device), (mask.sum(1) - 1).clamp(min=0)]
+        length = torch.log1p(mask.sum(1).to(h.dtype)).unsqueeze(-1)
+        return torch.cat([pooled, last, length], dim=-1)
+
+
+def pretrained_encoder(model: nn.Module) -> PretrainedEncoder:
+    """A :class:`PretrainedEncoder` over a float32 copy of ``model``'s backbone, so the critic trains
+    its own weights and the policy's stay put."""
+    return PretrainedEncoder(copy.deepcopy(model).float().train())
+
+
+ENCODERS = ("transformer", "bag", "policy")
+
+
 def _mlp(inp: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
@@ -75,8 +118,10 @@ class DoubleCritic(nn.Module):
     def __init__(self, vocab_size: int, config: CriticConfig | None = None, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config or CriticConfig()
-        if self.config.encoder not in ("transformer", "bag"):
-            raise ValueError(f"critic encoder must be transformer or bag, got {self.config.encoder!r}")
+        if self.config.encoder not in ENCODERS:
+            raise ValueError(f"critic encoder must be one of {ENCODERS}, got {self.config.encoder!r}")
+        if encoder is None and self.config.encoder == "policy":
+            raise ValueError("critic encoder 'policy' needs the pretrained encoder passed in (encoder=pretrained_encoder(lm))")
         self.encoder = encoder if encoder is not None else TextEncoder(vocab_size, self.config)
         d = int(getattr(self.encoder, "out_dim"))  # noqa: B009
         h = self.config.head_hidden
