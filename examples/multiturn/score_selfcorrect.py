@@ -24,7 +24,14 @@ each figure are in docs/results/score_selfcorrect.md)::
     OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/score_selfcorrect.py --no-scale-rewards \
         --name score_selfcorrect_noscale
 
-The alpha = 0 collapse experiment (configurations E-G of the results page) starts instead from an
+The alpha = 0 collapse (configuration I of the results page, where it shows: 7 seeds, 31 minutes)
+keeps the default start and puts the bonus in the episode's return, at alpha = 1::
+
+    OMP_NUM_THREADS=1 .venv/bin/python examples/multiturn/score_selfcorrect.py --quick \
+        --out runs/multiturn/score_v6 --no-scale-rewards --turn1-credit shaped_return --steps 160 \
+        --stage1-steps 20 --alphas 1 0 --seeds 0 1 2 3 4 5 6 --name score_selfcorrect_collapse_I
+
+Earlier collapse experiments (configurations E-H) started instead from an
 *editing* base model (``--start rewrite``: :func:`rewrite_chat_policy`, whose second attempt rewrites
 in another form 70% of the time), so there is copying behaviour to collapse into or not, and gives
 the first attempt the episode's return (``--turn1-credit return``)::

@@ -15,7 +15,10 @@ the env's ``info["attempts"]``; the env's own shaping is left at 0 and done here
   attempt that the second copies earns 2), the bonus staying on turn 2; ``"shaped_return"``:
   ``r1 + r2'``, the bonus in turn 1's return too, ``(1 - alpha) r1 + (1 + alpha) r2``, which for
   ``alpha > 1`` pays for a wrong first attempt (measured: the first attempt then unlearns the task,
-  docs/results/score_selfcorrect.md). Turn 2 always learns from its reward-to-go ``r2'``.
+  docs/results/score_selfcorrect.md). At ``alpha = 1`` it is the credit under which SCoRe's
+  bonus keeps the second attempt correcting while ``alpha = 0`` collapses to copying (same page,
+  configuration I); with ``"r1"`` the bonus only rescales turn 2's expected update, and the two
+  alphas copy alike. Turn 2 always learns from its reward-to-go ``r2'``.
 
 Metrics (under ``env/``): ``acc_t1``, ``acc_t2``, ``delta_t1_t2``, ``delta_i_to_c``,
 ``delta_c_to_i`` (fractions of episodes), and ``edit_ratio``: the normalised Levenshtein distance
