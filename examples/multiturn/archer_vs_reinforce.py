@@ -52,6 +52,56 @@ from _common import (
 )
 
 ENV_ID = "Maze-v0"
+TWENTYQ_ID = "TwentyQuestions-v0"
+
+
+def env_id(args: argparse.Namespace) -> str:
+    """The env of ``--env``: the U maze, or Twenty Questions with the rule-based oracle."""
+    return TWENTYQ_ID if getattr(args, "env", "maze") == "twentyq" else ENV_ID
+
+
+def horizon(args: argparse.Namespace) -> int:
+    """Turns of a failed episode: the maze's move limit or the questions allowed."""
+    return args.max_questions if getattr(args, "env", "maze") == "twentyq" else args.max_steps
+
+
+def twentyq_objects(count: int) -> list[dict[str, Any]]:
+    """``count`` objects of the shipped table, a fixed sample (so every run and seed plays the same
+    game): a smaller table keeps the game learnable by a small policy at CPU scale."""
+    import random
+
+    from plyground.envs.lmrl.twenty_questions import builtin_objects
+
+    return random.Random(0).sample([dict(o) for o in builtin_objects()], count)
+
+
+def twentyq_corpus(objects: list[dict[str, Any]], max_questions: int) -> list[str]:
+    """Every text a Twenty Questions policy reads and writes: the solver's question bank, a guess of
+    every object, and episodes (chat template included) of the solver with 0%, 50% and 100% random
+    questions."""
+    import plyground
+    from plyground.envs.lmrl.twenty_questions import TwentyQuestionsSolver
+    from plyground.inference.models import default_tokenizer
+    from plyground.inference.scripted import scripted_backend
+    from plyground.rollout.collector import RolloutConfig, collect_sync, episode_specs
+
+    tok = default_tokenizer()
+    solver = TwentyQuestionsSolver(objects)
+    questions = twentyq_questions(solver)
+    texts = [f"{q}{tok.eos_token}" for q in questions]
+    for eps in (0.0, 0.5, 1.0):
+        policy = noisy_chat_policy(solver.act, questions, eps=eps, salt=7)
+        trajs = collect_sync(
+            lambda: plyground.make(TWENTYQ_ID, objects=objects, max_questions=max_questions), scripted_backend(policy, tok),
+            episode_specs(24, base_seed=50_000), RolloutConfig(track_tokens=True, concurrency=1),
+        )
+        texts += [tok.decode(t.tokens.token_ids) for t in trajs if t.tokens is not None]
+    return texts
+
+
+def twentyq_questions(solver: Any) -> list[str]:
+    """The noisy expert's random choices: every bank question and a guess of every object."""
+    return [*solver.bank, *(solver._guess(i) for i in range(len(solver.objects)))]
 TRACE_KEYS = ("critic/advantage_raw_mean", "critic/advantage_std", "critic/q_mean", "critic/v_mean", "losses/critic",
               "losses/entropy", "losses/clipfrac")
 
@@ -82,26 +132,39 @@ def maze_corpus(max_steps: int) -> list[str]:
 def maze_warm_policy(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """The shared starting policy (cached under the out folder: SFT is the slow part). The cache
     key holds the vocabulary's hash and the model's size: a warm start only loads into the model
-    it was trained for."""
+    it was trained for. ``--env twentyq``: the same for Twenty Questions over ``--objects`` objects,
+    SFT on the scripted solver with ``--eps`` random questions."""
     import hashlib
 
     import torch
 
     from plyground.envs.lmrl.maze import MOVES, U_MAZE, MazeExpert
+    from plyground.envs.lmrl.twenty_questions import TwentyQuestionsSolver
 
-    env_kwargs = {"maze": "umaze", "max_steps": args.max_steps}
-    model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=maze_corpus(args.max_steps))
+    twentyq = getattr(args, "env", "maze") == "twentyq"
+    if twentyq:
+        objects = twentyq_objects(args.objects)
+        env_kwargs: dict[str, Any] = {"objects": objects, "max_questions": args.max_questions}
+        corpus = twentyq_corpus(objects, args.max_questions)
+    else:
+        env_kwargs = {"maze": "umaze", "max_steps": args.max_steps}
+        corpus = maze_corpus(args.max_steps)
+    model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=corpus)
     vocab = hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()[:10]
+    game = f"_20q{args.objects}x{args.max_questions}" if twentyq else f"_ms{args.max_steps}"
     cache = Path(args.out) / (
-        f"warm_v{len(tok)}-{vocab}_h{args.hidden}_l{args.layers}_eps{args.eps}_steps{args.sft_steps}_ms{args.max_steps}.pt"
+        f"warm_v{len(tok)}-{vocab}_h{args.hidden}_l{args.layers}_eps{args.eps}_steps{args.sft_steps}{game}.pt"
     )
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         return model, tok, env_kwargs
-    expert = MazeExpert(layout=U_MAZE)
-    policy = noisy_chat_policy(expert.act, list(MOVES), eps=args.eps)
-    warm_start(model, tok, ENV_ID, env_kwargs, policy, episodes=48, steps=args.sft_steps, lr=3e-3,
-               out_dir=str(Path(args.out) / "sft"))
+    if twentyq:
+        solver = TwentyQuestionsSolver(env_kwargs["objects"])
+        policy = noisy_chat_policy(solver.act, twentyq_questions(solver), eps=args.eps)
+    else:
+        policy = noisy_chat_policy(MazeExpert(layout=U_MAZE).act, list(MOVES), eps=args.eps)
+    warm_start(model, tok, env_id(args), env_kwargs, policy, episodes=48, steps=args.sft_steps, lr=3e-3,
+               out_dir=str(Path(args.out) / ("sft_20q" if twentyq else "sft")))
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cache)
     return model, tok, env_kwargs
@@ -116,12 +179,12 @@ def run_one(method: str, seed: int, model: Any, tok: Any, env_kwargs: dict[str, 
     replay = method == "archer" and getattr(args, "actor_states", "rollout") == "replay"
     actor_steps = (getattr(args, "archer_actor_steps", None) or args.actor_epochs) if replay else args.actor_epochs
     common = dict(
-        env_id=ENV_ID, env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=getattr(args, "max_tokens", 5),
+        env_id=env_id(args), env_kwargs=env_kwargs, tasks_per_step=args.episodes, group_size=1, max_tokens=getattr(args, "max_tokens", 5),
         temperature=1.0, total_steps=args.steps * actor_steps, lr=args.lr, num_iterations=actor_steps,
         concurrency=args.episodes, micro_batch_size=min(args.episodes, 8), seed=seed,
         gamma=args.gamma, entropy_coef=getattr(args, "entropy_coef", 0.0), mixed_precision="no", out_dir=str(Path(args.out) / (args.tag or "default") / f"{method}_lr{args.lr:g}_seed{seed}"),
     )
-    log = EpisodeLog(horizon=args.max_steps + 1)
+    log = EpisodeLog(horizon=horizon(args) + 1)
     trace = MetricTrace(TRACE_KEYS)
     hooks = [log, trace, Deadline(args.deadline)]
     trainer: Any
@@ -278,7 +341,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=20, help="optimizer steps (= rollout batches) per run")
     ap.add_argument("--episodes", type=int, default=8, help="episodes per rollout batch")
+    ap.add_argument("--env", default="maze", choices=["maze", "twentyq"],
+                    help="the game: the U maze, or Twenty Questions with the rule-based oracle (the paper's task)")
     ap.add_argument("--max-steps", type=int, default=8, help="maze moves before the episode fails")
+    ap.add_argument("--objects", type=int, default=8, help="--env twentyq: objects in the game (a fixed sample of the table)")
+    ap.add_argument("--max-questions", type=int, default=10, help="--env twentyq: questions before the episode fails")
     ap.add_argument("--eps", type=float, default=0.5, help="random-move rate of the warm-start data")
     ap.add_argument("--sft-steps", type=int, default=60)
     ap.add_argument("--hidden", type=int, default=64, help="policy width")
@@ -378,6 +445,8 @@ def merge(paths: list[str], tag: str, dest: Path = RESULTS) -> dict[str, Any]:
     """Merge result JSONs of runs split across processes (by ``--methods``/``--seeds``) that share
     every other setting, then summarise and plot them."""
     payloads = [json.loads(Path(p).read_text()) for p in paths]
+    for payload in payloads:  # results from before --env was added are maze runs
+        payload["config"] = {"env": "maze", "objects": 8, "max_questions": 10, **payload["config"]}
     # Settings that do not change a run (bookkeeping), that only ArCHer reads, or the run length
     # (the summary compares at the env steps all runs reached) may differ.
     ignore = {"methods", "seeds", "tag", "out", "quick", "deadline", "time_budget_s", "jobs", "merge", "replot",
@@ -434,13 +503,15 @@ def eval_start(args: argparse.Namespace) -> dict[str, Any]:
 
     set_threads()
     model, tok, env_kwargs = maze_warm_policy(args)
-    trajs = evaluate(model, tok, ENV_ID, env_kwargs, episode_specs(args.eval_start, base_seed=777_000),
+    trajs = evaluate(model, tok, env_id(args), env_kwargs, episode_specs(args.eval_start, base_seed=777_000),
                      temperature=1.0, max_tokens=args.max_tokens, seed=777)
     turns = [float(t.num_turns) for t in trajs]
     wins = [float(t.success) for t in trajs]
     out = {"episodes": len(trajs), "turns": _stats(turns), "success": _stats(wins)}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     name = f"start_eval_sft{args.sft_steps}" + ("" if args.max_tokens == 5 else f"_tok{args.max_tokens}")
+    if getattr(args, "env", "maze") == "twentyq":
+        name += f"_20q{args.objects}x{args.max_questions}"
     (Path(args.out) / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     return out
@@ -449,7 +520,9 @@ def eval_start(args: argparse.Namespace) -> dict[str, Any]:
 def critic_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The critic's size and encoder: a 1-layer, 32-wide transformer trained from scratch, or
     (``--critic-encoder policy``) a copy of the warm-started policy's backbone."""
-    return {"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": 64,
+    # A Twenty Questions state is the whole transcript (up to ~150 tokens); a maze state is one line.
+    max_length = 256 if getattr(args, "env", "maze") == "twentyq" else 64
+    return {"dim": 32, "layers": 1, "heads": 4, "head_hidden": 64, "max_length": max_length,
             "encoder": getattr(args, "critic_encoder", "transformer")}
 
 
@@ -464,6 +537,8 @@ def critic_check(args: argparse.Namespace) -> dict[str, Any]:
     from plyground.trainers.archer import ArCHerConfig, ArCHerTrainer
     from plyground.trainers.core.critic import advantages, state_text
 
+    if getattr(args, "env", "maze") != "maze":
+        raise SystemExit("--critic-check scores maze moves: use it with --env maze")
     set_threads()
     model, tok, env_kwargs = maze_warm_policy(args)
     cfg = ArCHerConfig(
@@ -525,7 +600,9 @@ def _title(cfg: dict[str, Any]) -> str:
              f"buffer states per batch" if rep else f"{cfg.get('actor_epochs', 1)} actor step(s)/batch")
     ent = cfg.get("entropy_coef_by_method") or {"": cfg.get("entropy_coef", 0.0)}
     bonus = ", entropy bonus " + ", ".join(f"{m} {v:g}".strip() for m, v in sorted(ent.items())) if any(ent.values()) else ""
-    return (f"U maze ({cfg['max_steps']} moves), {len(cfg['seeds'])} seeds, {cfg['episodes']} episodes/batch, "
+    game = (f"Twenty Questions ({cfg.get('objects')} objects, {cfg.get('max_questions')} questions)"
+            if cfg.get("env", "maze") == "twentyq" else f"U maze ({cfg['max_steps']} moves)")
+    return (f"{game}, {len(cfg['seeds'])} seeds, {cfg['episodes']} episodes/batch, "
             f"lr {lr}, {actor}{bonus}, warm start {cfg.get('sft_steps', 60)} SFT steps")
 
 
