@@ -6,49 +6,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import pytest
-import uvicorn
 from fake_backend import BOS, FakeBackend
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from live_servers import serve_in_thread, server_backend_over
 
 from plyground.errors import BackendError
 from plyground.inference.base import Backend, make_backend
 from plyground.inference.openai_compat import OpenAIBackend, _finish_reason, default_render
-from plyground.inference.router import ManagedServer, Replica, Router
-from plyground.inference.server import PlygroundServerBackend, create_app, start_server
+from plyground.inference.router import free_port
+from plyground.inference.server import create_app, start_server
 from plyground.types import Completion, Message, SamplingParams
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free local port in a daemon thread; yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _chat_body(text: str = "ok", n: int = 1) -> dict[str, Any]:
@@ -203,11 +177,11 @@ def test_unknown_model_is_a_clear_404(fake_url: str) -> None:
 
 def test_health(fake_url: str) -> None:
     assert OpenAIBackend("m", base_url=fake_url).health()
-    assert not OpenAIBackend("m", base_url=f"http://127.0.0.1:{_free_port()}/v1").health(timeout_s=1)
+    assert not OpenAIBackend("m", base_url=f"http://127.0.0.1:{free_port()}/v1").health(timeout_s=1)
 
 
 def test_nothing_listening_fails_fast_and_clearly() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     backend = OpenAIBackend("some-model", base_url=url, max_retries=2, backoff_s=0.01, timeout_s=2)
     t = time.monotonic()
     with pytest.raises(BackendError) as info:
@@ -447,18 +421,6 @@ def test_per_prompt_seeds_must_match_the_prompts() -> None:
     assert scripted.bodies == []  # nothing was sent
 
 
-@contextmanager
-def server_backend_over(url: str) -> Iterator[PlygroundServerBackend]:
-    """A server backend (routing, sticky table, per-replica clients) whose one replica is the
-    server already listening at ``url``, instead of one it launched."""
-    backend = PlygroundServerBackend("m", start=False, request_timeout_s=30, max_attempts=1)
-    server = ManagedServer([], port=int(url.removesuffix("/v1").rsplit(":", 1)[1]), name="test-replica")
-    backend.replicas = [Replica(0, server, backend._make_client(server))]
-    backend.router = Router(backend.replicas, request_timeout_s=30, max_attempts=1)
-    try:
-        yield backend
-    finally:
-        backend.close()
 
 
 def test_server_backend_passes_per_prompt_seeds_through(fake_url: str) -> None:

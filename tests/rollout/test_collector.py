@@ -284,33 +284,14 @@ def test_request_seeds_differ_by_every_part_of_the_key() -> None:
 def _server_backend_in_process(model_backend: Any) -> Iterator[Any]:
     """The project's server app over ``model_backend`` on a local port (uvicorn in a thread) as the
     one replica of a ``PlygroundServerBackend``: the whole server path, without a subprocess."""
-    import threading
-    import time
+    from live_servers import serve_in_thread, server_backend_over
 
-    import uvicorn
+    from plyground.inference.server import create_app
 
-    from plyground.inference.router import ManagedServer, Replica, Router, free_port
-    from plyground.inference.server import PlygroundServerBackend, create_app
-
-    port = free_port()
-    app = create_app(model_backend, model_name="tiny")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
-        time.sleep(0.01)
-    remote = PlygroundServerBackend("tiny", start=False, tokenizer=model_backend.tokenizer, request_timeout_s=60)
-    replica_server = ManagedServer([], port=port, name="in-process")
-    remote.replicas = [Replica(0, replica_server, remote._make_client(replica_server))]
-    remote.router = Router(remote.replicas, request_timeout_s=60, max_attempts=1)
-    try:
+    with serve_in_thread(create_app(model_backend, model_name="tiny")) as url, server_backend_over(
+        url, "tiny", tokenizer=model_backend.tokenizer, request_timeout_s=60
+    ) as remote:
         yield remote
-    finally:
-        remote.close()
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _assert_seeded_episodes_do_not_depend_on_batching(backend: Any, track_tokens: bool) -> None:
