@@ -36,14 +36,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
 from plyground.errors import BackendError
-from plyground.inference.openai_compat import OpenAIBackend, _check_seeds, _LoopThread, _prompt_params
+from plyground.inference.openai_compat import OpenAIBackend, _check_seeds, _each_prompt_params, _LoopThread
 from plyground.inference.router import ManagedServer, Replica, Router, free_port
 from plyground.types import Chat, Completion, SamplingParams
 
@@ -93,16 +92,6 @@ def vllm_command(
     if seed is not None:
         cmd += ["--seed", str(seed)]
     return [*cmd, *extra_args]
-
-
-def _each_prompt(params: SamplingParams, count: int, seeds: Sequence[int | None] | None) -> list[SamplingParams]:
-    """Each of ``count`` prompts' sampling parameters: ``params`` with ``seeds[i]`` as the seed of
-    prompt ``i`` when ``seeds`` is given; else as :class:`OpenAIBackend` spreads one call's seed
-    (prompt ``i`` gets its own), so repeated prompts in a seeded call are not copies."""
-    if seeds is None:
-        return [_prompt_params(params, i) for i in range(count)]
-    _check_seeds(seeds, count)
-    return [replace(params, seed=seed) for seed in seeds]
 
 
 class ServerBackend:
@@ -316,7 +305,7 @@ class ServerBackend:
         """``params.n`` completions per chat, each chat a request of its own (the servers batch
         them). ``seeds[i]`` (one per chat, ``None`` = unseeded) is chat ``i``'s request seed; without
         ``seeds``, a seeded call gives chat ``i`` the seed ``OpenAIBackend`` would."""
-        each = _each_prompt(params, len(chats), seeds)
+        each = _each_prompt_params(params, len(chats), seeds)
         return list(await asyncio.gather(*(self._one_chat(c, p) for c, p in zip(chats, each, strict=True))))
 
     async def _one_ids(self, prompt: list[int], params: SamplingParams) -> list[Completion]:
@@ -327,7 +316,7 @@ class ServerBackend:
     ) -> list[list[Completion]]:
         """Token-id prompts through ``/v1/completions`` (a list of ids as the prompt); ``seeds`` as
         in :meth:`agenerate`."""
-        each = _each_prompt(params, len(prompts), seeds)
+        each = _each_prompt_params(params, len(prompts), seeds)
         return list(await asyncio.gather(*(self._one_ids(list(p), q) for p, q in zip(prompts, each, strict=True))))
 
     def generate_ids(
