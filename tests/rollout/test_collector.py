@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import plyground
 from plyground.envs.core import TextEnv
 from plyground.envs.guess_number import bisection_chat_policy
 from plyground.errors import BackendError
-from plyground.inference.scripted import ScriptedBackend, scripted_backend
+from plyground.inference.scripted import ScriptedBackend, ScriptedTokenBackend, scripted_backend
 from plyground.rollout import (
     RolloutConfig,
     TokenLedger,
@@ -26,7 +27,7 @@ from plyground.rollout import (
     parse_action,
 )
 from plyground.rollout.tokens import render_text
-from plyground.types import Chat, Message, Trajectory
+from plyground.types import Chat, Completion, Message, SamplingParams, Trajectory
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +167,20 @@ def test_backend_failure_is_fatal_but_keeps_finished_trajectories() -> None:
     assert kept and all(t.error is None for t in kept)
 
 
+class _SlowScriptedBackend(ScriptedTokenBackend):
+    """A scripted backend that takes model-like time per call (awaited, so the event loop runs
+    while it works): episodes whose env step finishes meanwhile queue for the next call."""
+
+    async def agenerate_ids(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        await asyncio.sleep(0.05)
+        return self.generate_ids(prompts, params)
+
+
 def test_concurrent_episodes_are_batched(tokenizer: Any) -> None:
-    backend = scripted_backend(bisection_chat_policy, tokenizer)
+    # Set by call time, not thread timing: a 50 ms call outlasts any env step, so every episode not
+    # in a call is queued when it ends, and a round of 8 takes two calls (about 6 + 2) where an
+    # instant backend raced the env threads and could fall near the bound.
+    backend = _SlowScriptedBackend(bisection_chat_policy, tokenizer)
     trajs = collect_sync(lambda: plyground.make("GuessNumber-v0"), backend, episode_specs(16), RolloutConfig(concurrency=8))
     generations = sum(t.num_turns for t in trajs)
     assert backend.calls < generations / 3
