@@ -135,14 +135,19 @@ class SGLangBackend(ServerBackend):
         }
         if params.stop:
             sampling["stop"] = list(params.stop)
+        sampling_params: dict[str, Any] | list[dict[str, Any]] = sampling
         if params.seed is not None:
             sampling["sampling_seed"] = params.seed
+            if params.n > 1:
+                # Copies under one seed would be one draw n times: copy i gets seed + i, the rule
+                # OpenAIBackend's top-up requests follow.
+                sampling_params = [{**sampling, "sampling_seed": (params.seed + i) % 2**63} for i in range(params.n)]
 
         async def call(replica: Replica) -> list[Completion]:
             # n samples as a batch of n copies of the prompt (each gets its own draw).
             body = {
                 "input_ids": [list(prompt)] * params.n if params.n > 1 else list(prompt),
-                "sampling_params": sampling,
+                "sampling_params": sampling_params,
                 "return_logprob": bool(params.logprobs),
             }
             async with httpx.AsyncClient(timeout=self.request_timeout_s) as client:

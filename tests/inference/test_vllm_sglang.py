@@ -154,8 +154,10 @@ def _fake_main(argv: list[str]) -> None:  # pragma: no cover - runs in a subproc
             await maybe_fail()
             input_ids = body["input_ids"]
             batch = input_ids if input_ids and isinstance(input_ids[0], list) else [input_ids]
-            max_new = int(body["sampling_params"].get("max_new_tokens", 16))
-            event("generate", n=len(batch), prompt_len=len(batch[0]))
+            sampling = body["sampling_params"]
+            seeds = [p.get("sampling_seed") for p in sampling] if isinstance(sampling, list) else [sampling.get("sampling_seed")]
+            max_new = int((sampling[0] if isinstance(sampling, list) else sampling).get("max_new_tokens", 16))
+            event("generate", n=len(batch), prompt_len=len(batch[0]), seeds=seeds)
             out = []
             for j, prompt in enumerate(batch):
                 ids = [(sum(prompt) + state["count"] + j + k) % 50 + 10 for k in range(min(4, max_new))]
@@ -411,6 +413,10 @@ def test_sglang_ids_chat_and_weight_sync(tmp_path: Path) -> None:
         assert backend.router is not None and backend.router.sticky_hits == 1
         [[chat]] = backend.generate([[Message("user", "hi")]], SamplingParams(max_tokens=4))
         assert chat.text.startswith("<action>") and chat.logprobs
+        # Per-prompt seeds reach the server as each request's sampling_seed; the n copies of a
+        # seeded prompt get seeds of their own (one seed for all would make them one draw).
+        backend.generate_ids([[5, 6], [7, 8]], SamplingParams(max_tokens=4, n=2), seeds=[11, None])
+        backend.generate_ids([[9, 9]], SamplingParams(max_tokens=4, seed=40))
 
         state = {"w": 1}  # a state dict of tensors would be saved as model.safetensors
         with pytest.raises(TypeError):
@@ -419,6 +425,8 @@ def test_sglang_ids_chat_and_weight_sync(tmp_path: Path) -> None:
         ckpt.mkdir()
         backend.update_weights(str(ckpt), 7)
         assert backend.policy_version == 7 and state
+    generates = [e for e in read_events(events) if e["event"] == "generate"]
+    assert sorted(tuple(map(str, e["seeds"])) for e in generates[-3:]) == [("11", "12"), ("40",), ("None",)]
     pushes = [e for e in read_events(events) if e["event"] == "update_weights_from_disk"]
     assert len(pushes) == 2 and all(e["success"] and e["path"] == str(ckpt.resolve()) for e in pushes)
 
