@@ -1,4 +1,5 @@
-"""The ``plyground`` command: ``envs``, ``eval``, ``serve``.
+"""The ``plyground`` command: ``envs``, ``eval``, ``report``, ``serve``, ``serve-envs``,
+``search`` and ``train`` (``plyground <command> --help`` for each).
 
 Exit codes: 0 success, 1 unexpected failure, 2 bad usage (unknown env, bad option),
 3 backend failure (server down, model missing). Every failure prints one clear line on stderr.
@@ -90,7 +91,23 @@ def make_cli_backend(args: argparse.Namespace) -> Any:
         if args.api_key:
             kwargs["api_key"] = args.api_key
         return make_backend("openai", **kwargs)
-    return make_backend(args.backend, model=args.model)
+    return make_backend(args.backend, **_server_backend_kwargs(args))
+
+
+def _server_backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model``/``--device`` for the backends that launch a server: ``plyground-server`` runs
+    on the device it is given; vLLM and SGLang pick their GPUs themselves (``CUDA_VISIBLE_DEVICES``),
+    so a ``--device`` for them is refused rather than ignored."""
+    kwargs: dict[str, Any] = {"model": args.model}
+    device = getattr(args, "device", None)
+    if device:
+        if args.backend != "plyground-server":
+            raise ValueError(
+                f"--device applies to the hf and plyground-server backends; {args.backend} chooses its GPUs "
+                "itself (set CUDA_VISIBLE_DEVICES)"
+            )
+        kwargs["device"] = device
+    return kwargs
 
 
 def cli_backend_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,7 +121,7 @@ def cli_backend_spec(args: argparse.Namespace) -> dict[str, Any]:
         if args.api_key:
             spec["api_key"] = args.api_key
         return spec
-    return {"name": args.backend, "model": args.model}
+    return {"name": args.backend, **_server_backend_kwargs(args)}
 
 
 def _connect_ray(address: str, err: Console) -> None:
@@ -253,6 +270,8 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
     make(args.env, **env_kwargs).close()  # an unknown env or bad argument fails before the model loads
     if args.budget < 1 or args.episodes < 1:
         raise ValueError("--budget and --episodes must be >= 1")
+    if args.critic and args.backend == "random":
+        raise ValueError("--critic asks the model to rank actions; the random backend has no model (pick --backend)")
     err = Console(stderr=True)
     backend: Any = None
     critic: SelfCritic | None = None
@@ -317,12 +336,13 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
         out.print_json(data=summary)
     else:
         table = Table(title=f"search: {args.algo} on {args.env}", box=box.SIMPLE_HEAD)
-        for col in ("episodes", "budget", "success", "calls", "generations", "nodes", "pairs", "sft", "secs"):
+        columns = ("episodes", "budget", "success", "calls", "generations", "tokens", "nodes", "pairs", "sft", "secs")
+        for col in columns:
             table.add_column(col, justify="right")
         table.add_row(
             str(point.episodes), str(args.budget), f"{point.success_rate:.0%}", f"{point.mean_proposer_calls:.1f}",
-            f"{point.mean_generations:.1f}", f"{point.mean_nodes_expanded:.1f}", str(len(pairs)), str(len(sft)),
-            f"{summary['wall_s']:.1f}",
+            f"{point.mean_generations:.1f}", f"{point.mean_tokens:.0f}", f"{point.mean_nodes_expanded:.1f}",
+            str(len(pairs)), str(len(sft)), f"{summary['wall_s']:.1f}",
         )
         out.print(table)
     if out_dir is not None:
@@ -455,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
     p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
-    p.add_argument("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--device", default=None, help="hf, plyground-server: torch device (default: cuda if available, else cpu)"
+    )
     p.add_argument("--episodes", type=int, default=10, help="distinct episodes per env")
     p.add_argument("--samples", type=int, default=1, help="attempts per episode (K, for pass@k)")
     p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once")
@@ -498,12 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=64, help="proposer calls (chats sent to the policy) per episode")
     p.add_argument("--episodes", type=int, default=4, help="episodes (env seeds seed, seed+1, ...)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (and the sampling seed)")
-    p.add_argument("--backend", default="random", help="hf, openai, or random (uniform admissible actions; no model)")
+    p.add_argument(
+        "--backend", default="random",
+        help="random (uniform admissible actions; no model), or a model backend as for eval: hf, openai, vllm, "
+        "sglang, plyground-server, scripted",
+    )  # fmt: skip
     p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
     p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
     p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
-    p.add_argument("--device", default=None, help="hf: torch device")
+    p.add_argument("--device", default=None, help="hf, plyground-server: torch device")
     p.add_argument("--k", type=int, default=4, help="actions sampled per expanded node (MCTS k, best-first/beam width)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-tokens", type=int, default=64, help="tokens per proposed action")

@@ -1,4 +1,4 @@
-"""The front door: `plyground envs | eval | serve`, resume, and failures with clear messages."""
+"""The front door: `plyground envs | eval | serve | search | train`, resume, and failures with clear messages."""
 
 from __future__ import annotations
 
@@ -160,3 +160,15 @@ def test_unknown_training_algorithm_suggests_the_closest(capsys: pytest.CaptureF
     assert main(["train", "grp", "--env", "Arithmetic-v0", "--model", "tiny"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "Unknown training algorithm 'grp'" in err and "Did you mean 'grpo'" in err
+
+
+def test_device_goes_to_the_server_that_takes_one(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from plyground.cli import cli_backend_spec
+
+    args = argparse.Namespace(backend="plyground-server", model="tiny", device="cpu")
+    assert cli_backend_spec(args) == {"name": "plyground-server", "model": "tiny", "device": "cpu"}
+    # vLLM picks its own GPUs: a --device there is refused, not silently dropped.
+    assert main(["eval", "GuessNumber-v0", "--backend", "vllm", "--model", "m", "--device", "cuda:1"]) == EXIT_USAGE
+    assert "CUDA_VISIBLE_DEVICES" in capsys.readouterr().err

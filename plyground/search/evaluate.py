@@ -99,6 +99,8 @@ class BudgetPoint(JsonRecord):
     mean_proposer_calls: float
     mean_generations: float
     mean_nodes_expanded: float
+    mean_tokens: float
+    """Tokens the model produced per search (proposals and critiques; 0 for the random proposer)."""
     mean_wall_s: float
     exhausted_rate: float = 0.0
     """Share of the searches that stopped with no open node left (every branch failed) before
@@ -149,6 +151,7 @@ def summarize(algo: str, budget: int, results: Sequence[SearchResult]) -> Budget
         mean_proposer_calls=mean(r.stats.proposer_calls for r in results),
         mean_generations=mean(r.stats.generations for r in results),
         mean_nodes_expanded=mean(r.stats.nodes_expanded for r in results),
+        mean_tokens=mean(r.stats.tokens for r in results),
         mean_wall_s=mean(r.stats.wall_s for r in results),
         exhausted_rate=mean(r.stats.stopped == "exhausted" for r in results),
     )

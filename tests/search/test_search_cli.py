@@ -64,3 +64,18 @@ def test_budget_curve_table_and_plot(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="unknown search algorithm"):
         run_search("dfs", make("Maze-v0"), RandomProposer(0), 4)
+
+
+def test_search_cli_reports_the_tokens_the_model_produced(tmp_path: Path) -> None:
+    code = main(["search", "GuessNumber-v0", "--algo", "bfs", "--backend", "hf", "--model", "tiny", "--budget", "3",
+                 "--k", "2", "--max-tokens", "8", "--episodes", "2", "--out", str(tmp_path)])  # fmt: skip
+    assert code == EXIT_OK
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    per_search = [r["stats"]["tokens"] for r in rows(tmp_path / "results.jsonl")]
+    assert min(per_search) > 0
+    assert summary["mean_tokens"] == pytest.approx(sum(per_search) / len(per_search))
+
+
+def test_search_cli_refuses_a_critic_without_a_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "Maze-v0", "--backend", "random", "--critic"]) == EXIT_USAGE
+    assert "--critic" in capsys.readouterr().err
