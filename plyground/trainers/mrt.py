@@ -20,13 +20,14 @@ answer") and ``K`` completions are sampled; the fraction that is correct estimat
   probability rises earliest), then maximum likelihood on them, as the SFT trainer does
   (:func:`star_records` gives the records for ``SFTTrainer(records=...)`` offline).
 
-Only the first model turn of an episode is split (MRT is single-turn reasoning).
+Only the first model turn of an episode is split (MRT is single-turn reasoning). The estimate of
+``J`` and progress live in :mod:`plyground.verifiers.progress` (shared with ``ProgressVerifier``)
+and are importable from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,41 +37,18 @@ from plyground.trainers.core.logprobs import collate, token_logprobs
 from plyground.trainers.core.loop import StepTotals, hfield, split_micro
 from plyground.trainers.grpo import GRPOConfig, GRPOTrainer
 from plyground.types import Chat, Message, SamplingParams, TokenRecord, Trajectory
-
-FORCE_SUFFIX = (
-    "\n\nTime is up. Given the time I've spent and the approaches I've tried, I should stop thinking "
-    "and give the final answer now, within \\boxed{}.\n\nFinal answer: "
+from plyground.verifiers.progress import (  # noqa: F401 - MRT's pieces, importable from here as before
+    FORCE_SUFFIX,
+    answer_checker,
+    estimate_j,
+    estimate_j_many,
+    forced_chat,
+    progress,
+    split_episodes,
 )
 
 
 # -- the pieces, as pure functions ---------------------------------------------------------------------
-def split_episodes(text: str, sep: str = "\n\n", max_episodes: int | None = None) -> list[str]:
-    """``text`` cut on ``sep`` into episodes that concatenate back to ``text`` (each keeps its
-    trailing separator); with ``max_episodes``, consecutive paragraphs are grouped into that many
-    episodes of near-equal paragraph counts. Empty text has no episodes."""
-    if not text:
-        return []
-    parts = text.split(sep)
-    paras = [p + sep for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-    # A trailing separator belongs to the last paragraph.
-    if not paras:
-        return [text]
-    if max_episodes is None or len(paras) <= max_episodes:
-        return paras
-    bounds = [round(i * len(paras) / max_episodes) for i in range(max_episodes + 1)]
-    return ["".join(paras[bounds[i] : bounds[i + 1]]) for i in range(max_episodes)]
-
-
-def forced_chat(chat: Sequence[Message], prefix: str, suffix: str = FORCE_SUFFIX) -> Chat:
-    """The prompt chat followed by the partial reply ``prefix`` + ``suffix``, to be continued."""
-    return [*chat, Message("assistant", prefix + suffix)]
-
-
-def progress(j_values: Sequence[float]) -> list[float]:
-    """``J`` at prefixes ``[empty, z_0, z_0..1, ...]`` -> progress of each episode, ``J_j - J_{j-1}``."""
-    return [float(j_values[i + 1]) - float(j_values[i]) for i in range(len(j_values) - 1)]
-
-
 def cumulative_regret(j_values: Sequence[float], j_star: float = 1.0) -> float:
     """``sum over episodes j of (J* - J(z_0..j))`` (``j_values[0]``, the empty prefix, is not an episode)."""
     return float(sum(j_star - float(v) for v in j_values[1:]))
@@ -92,70 +70,6 @@ def star_filter(correct: Sequence[bool], j_values: Sequence[Sequence[float]], j_
     regrets = {i: cumulative_regret(j_values[i], j_star) for i in good}
     best = min(regrets.values())
     return [i for i in good if regrets[i] <= best + tol]
-
-
-def answer_checker(gold: str) -> Callable[[str], bool]:
-    """A forced completion is correct when its final answer (``\\boxed{}`` or a trailing number)
-    equals ``gold`` (:func:`plyground.verifiers.math.is_equivalent`)."""
-    from plyground.verifiers.math import extract_answer, is_equivalent, parse_exact_number
-
-    numeric_gold = parse_exact_number(gold) is not None
-
-    def check(text: str) -> bool:
-        pred = extract_answer(text)
-        if pred is None:
-            stripped = text.strip().split()
-            pred = stripped[0].rstrip(".") if stripped else None
-        if pred is None:
-            return False
-        if numeric_gold and parse_exact_number(pred) is None:
-            return False  # a numeric answer needs a number: skip the symbolic checker's worker process
-        return is_equivalent(pred, gold)
-
-    return check
-
-
-def estimate_j(
-    backend: Any, chat: Sequence[Message], episodes: Sequence[str], correct: Callable[[str], bool],
-    k: int = 8, params: SamplingParams | None = None, suffix: str = FORCE_SUFFIX,
-) -> list[float]:
-    """``J`` at every prefix ``[empty, z_0, z_0..1, ...]``: the fraction of ``k`` forced-answer
-    completions that ``correct`` accepts. A backend with a tokenizer and ``generate_ids`` continues
-    the rendered partial reply token by token; others get the chat with the partial reply last."""
-    return estimate_j_many(backend, [(chat, episodes, correct)], k, params, suffix)[0]
-
-
-def estimate_j_many(
-    backend: Any, items: Sequence[tuple[Sequence[Message], Sequence[str], Callable[[str], bool]]],
-    k: int = 8, params: SamplingParams | None = None, suffix: str = FORCE_SUFFIX,
-) -> list[list[float]]:
-    """:func:`estimate_j` for several traces ``(chat, episodes, correct)`` in one backend call."""
-    params = params or SamplingParams(max_tokens=16, temperature=1.0)
-    sampling = dataclasses.replace(params, n=k)
-    chats: list[Chat] = []
-    owners: list[int] = []
-    for i, (chat, episodes, _) in enumerate(items):
-        for j in range(len(episodes) + 1):
-            chats.append(forced_chat(chat, "".join(episodes[:j]), suffix))
-            owners.append(i)
-    if not chats:
-        return [[] for _ in items]
-    tokenizer = getattr(backend, "tokenizer", None)
-    if tokenizer is not None and hasattr(backend, "generate_ids"):
-        outs = backend.generate_ids([_partial_ids(tokenizer, c) for c in chats], sampling)
-    else:
-        outs = backend.generate(chats, sampling)
-    result: list[list[float]] = [[] for _ in items]
-    for owner, comps in zip(owners, outs, strict=True):
-        check = items[owner][2]
-        result[owner].append(sum(bool(check(c.text)) for c in comps) / max(len(comps), 1))
-    return result
-
-
-def _partial_ids(tokenizer: Any, chat: Chat) -> list[int]:
-    head = [{"role": m.role, "content": m.content} for m in chat[:-1]]
-    text = tokenizer.apply_chat_template(head, tokenize=False, add_generation_prompt=True) + chat[-1].content
-    return [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
 def token_episodes(tokenizer: Any, response_ids: Sequence[int], episodes: Sequence[str]) -> list[int]:
