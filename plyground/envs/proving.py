@@ -53,13 +53,14 @@ from plyground.proving.coq import COQ_THEOREMS, DEFAULT_HEADER, CoqError, CoqSes
 from plyground.proving.lean_repl import (
     DEFAULT_COMMAND,
     LEAN_INSTALL,
+    LEAN_PROJECT_ENV,
     LeanRepl,
     LeanReplError,
+    check_lean_tactic,
     load_minif2f_lean,
 )
 from plyground.types import Task
 
-LEAN_PROJECT_ENV = "PLYGROUND_LEAN_PROJECT"
 BACKENDS = ("coq", "lean", "leandojo")
 
 INSTRUCTIONS = (
@@ -229,7 +230,6 @@ class CoqProofEnv(TextEnv):
 
 
 # -- Lean 4 over the REPL ---------------------------------------------------------------------------
-LEAN_CHEATS = ("sorry", "admit", "native_decide", "sorryAx")
 LEAN_INSTRUCTIONS = (
     "You are proving a theorem in Lean 4, one tactic at a time.\n"
     "You see the open goals (hypotheses, then the goal after ⊢).\n"
@@ -253,23 +253,6 @@ def find_lean_project(path: str | os.PathLike[str] | None = None) -> Path:
     if not folder.is_dir():
         raise MissingComponentError(f"Lean project ({folder} is not a folder)", how)
     return folder
-
-
-def check_lean_tactic(action: str) -> tuple[str, str | None]:
-    """``(tactic, None)`` or ``("", reason)``: cheats and commands are refused before the REPL."""
-    text = action.strip()
-    fence = re.search(r"```(?:lean4?|lean)?\s*\n(.*?)```", text, re.DOTALL)
-    if fence:
-        text = fence.group(1).strip()
-    if not text:
-        return "", "empty tactic"
-    words = set(re.findall(r"[A-Za-z_][\w'.]*", text))
-    for bad in LEAN_CHEATS:
-        if bad in words:
-            return "", f"{bad!r} is not allowed: it closes the goal without proving it"
-    if re.match(r"^\s*(theorem|lemma|def|axiom|example|import|open|#|set_option|namespace|end)\b", text):
-        return "", "a command, not a tactic: send one tactic"
-    return text, None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ from plyground.errors import EnvError, MissingComponentError
 from plyground.proving import kill_group, spawn
 from plyground.types import Task
 
+LEAN_PROJECT_ENV = "PLYGROUND_LEAN_PROJECT"
+"""The environment variable that names the Lean 4 project (with the REPL built) when no path is given."""
+LEAN_CHEATS = ("sorry", "admit", "native_decide", "sorryAx")
+"""Tactics and terms that close a goal without proving it."""
+
 DEFAULT_COMMAND = ("lake", "exe", "repl")
 LEAN_INSTALL = "elan (https://github.com/leanprover/elan), then `lake build` in a checkout of leanprover-community/repl"
 
@@ -370,3 +375,20 @@ def iter_transcripts(folder: str | os.PathLike[str]) -> Iterator[Path]:
     for p in sorted(Path(folder).rglob("*.in")):
         if p.with_name(p.name[: -len(".in")] + ".expected.out").exists():
             yield p
+
+
+def check_lean_tactic(action: str) -> tuple[str, str | None]:
+    """``(tactic, None)`` or ``("", reason)``: cheats and commands are refused before the REPL."""
+    text = action.strip()
+    fence = re.search(r"```(?:lean4?|lean)?\s*\n(.*?)```", text, re.DOTALL)
+    if fence:
+        text = fence.group(1).strip()
+    if not text:
+        return "", "empty tactic"
+    words = set(re.findall(r"[A-Za-z_][\w'.]*", text))
+    for bad in LEAN_CHEATS:
+        if bad in words:
+            return "", f"{bad!r} is not allowed: it closes the goal without proving it"
+    if re.match(r"^\s*(theorem|lemma|def|axiom|example|import|open|#|set_option|namespace|end)\b", text):
+        return "", "a command, not a tactic: send one tactic"
+    return text, None

@@ -2,9 +2,19 @@
 on model output (see ``plyground.verifiers.base``)."""
 
 from plyground.verifiers.base import Verifier
+from plyground.verifiers.lean import LeanProofVerifier
 from plyground.verifiers.numeric import NumericVerifier, extract_final_answer, parse_number
+from plyground.verifiers.progress import ProgressVerifier, StepProgress
 
-__all__ = ["NumericVerifier", "Verifier", "extract_final_answer", "parse_number"]
+__all__ = [
+    "LeanProofVerifier",
+    "NumericVerifier",
+    "ProgressVerifier",
+    "StepProgress",
+    "Verifier",
+    "extract_final_answer",
+    "parse_number",
+]
 
 
 def __getattr__(name: str) -> object:
