@@ -120,7 +120,7 @@ register(
     max_turns=20,
     reward_range=(-1.0, 0.0),
     description="LMRL-Gym Twenty Questions: yes/no questions to find one of 169 objects; rule-based oracle "
-    "(oracle= / oracle_backend= for an LLM).",
+    "(oracle= / oracle_backend=<backend name or spec>, oracle_model= for an LLM).",
 )
 register(
     "GuessMyCity-v0",
@@ -128,7 +128,8 @@ register(
     kind="multi-turn",
     max_turns=20,
     reward_range=(-1.0, 0.0),
-    description="LMRL-Gym Guess My City: open or yes/no questions to find one of 69 cities; rule-based oracle.",
+    description="LMRL-Gym Guess My City: open or yes/no questions to find one of 69 cities; rule-based oracle "
+    "(oracle_backend=<backend name or spec>, oracle_model= for an LLM).",
 )
 register(
     "CarDealer-v0",
@@ -136,7 +137,8 @@ register(
     kind="multi-turn",
     max_turns=25,
     reward_range=(-10.0, 2.0),
-    description="LMRL-Gym Car Dealer: sell to a buyer with a hidden budget and wishes, <= 50 lines; rule-based buyer.",
+    description="LMRL-Gym Car Dealer: sell to a buyer with a hidden budget and wishes, <= 50 lines; rule-based buyer "
+    "(oracle_backend=<backend name or spec>, oracle_model= for an LLM).",
 )
 register(
     "TextNav-v0",

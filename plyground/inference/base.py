@@ -86,8 +86,9 @@ def list_backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def make_backend(name: str, **kwargs: Any) -> Backend:
-    """Build a registered backend, e.g. ``make_backend("hf", model="tiny")``."""
+def backend_factory(name: str) -> BackendFactory:
+    """The class or function registered as ``name`` (its module imported, nothing built): to
+    check arguments against its signature before building."""
     if name not in _BACKENDS:
         raise UnknownNameError("backend", name, _BACKENDS)
     factory = _BACKENDS[name]
@@ -96,4 +97,10 @@ def make_backend(name: str, **kwargs: Any) -> Backend:
 
         module_name, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
-    return factory(**kwargs)  # type: ignore[operator,no-any-return]
+    assert callable(factory)
+    return factory
+
+
+def make_backend(name: str, **kwargs: Any) -> Backend:
+    """Build a registered backend, e.g. ``make_backend("hf", model="tiny")``."""
+    return backend_factory(name)(**kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,8 +132,11 @@ def test_genuine_text_admissible_commands_invalid_and_put_phrasing(shared_env: A
     obs, info = env.reset(seed=SMALL_SEEDS["pick_and_place_simple"], options={"task_type": "pick_and_place_simple"})
     assert obs.startswith("-= Welcome to TextWorld, ALFRED! =-")
     assert "Your task is to: put some" in obs
-    assert any(c.startswith("go to ") for c in info["admissible_commands"])
+    # The contract's key, and ALFWorld's own name for the same list.
+    assert info["admissible_actions"] == info["admissible_commands"]
+    assert any(c.startswith("go to ") for c in info["admissible_actions"])
     obs, reward, terminated, _, info = env.step("x" * 10_000)
+    assert info["admissible_actions"] == info["admissible_commands"]
     assert obs == "Nothing happens." and not info["valid_action"] and reward == 0.0
     plan = env.expert_plan()
     assert plan[-1].startswith("move ")
@@ -172,6 +176,20 @@ def test_official_layout_games_load_from_a_path(shared_env: AlfWorldEnv, tmp_pat
     for command in env.expert_plan():
         _, reward, *_ = env.step(command)
     assert reward == 1.0
+
+
+def test_random_proposer_search_runs_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``plyground search ALFWorld-v0 --backend random``: the random proposer draws from
+    ``info["admissible_actions"]`` (it failed with "RandomProposer needs info['admissible_actions']"
+    while the env gave only ``admissible_commands``)."""
+    from plyground.cli import EXIT_OK, main
+
+    game = write_official_game(generate_game("look_at_obj_in_light", np.random.default_rng(122)), tmp_path / "game")
+    argv = ["search", "ALFWorld-v0", "--backend", "random", "--budget", "2", "--episodes", "1",
+            "--env-arg", f"game_paths={game}", "--out", str(tmp_path / "out")]
+    assert main(argv) == EXIT_OK, capsys.readouterr().err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["env_id"] == "ALFWorld-v0" and summary["algo"] == "mcts" and summary["mean_proposer_calls"] >= 1
 
 
 def test_close_leaves_no_process_and_a_dead_engine_restarts(shared_env: AlfWorldEnv) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from plyground.envs.lmrl.twenty_questions import (
     builtin_objects,
     load_objects,
 )
+from plyground.errors import UnknownNameError
 from plyground.inference.scripted import ScriptedBackend
 from plyground.types import Chat
 
@@ -472,3 +474,102 @@ def test_car_dealer_snapshot_restore() -> None:
 def test_registered_and_checked(env_id: str) -> None:
     env_spec = plyground.envs.spec(env_id)
     check_env(plyground.make(env_id), reward_range=env_spec.reward_range)
+
+
+# -- the oracle backend by name or spec (what --env-arg and YAML configs can give) -------------------
+LLM_ORACLE_ENVS = ["TwentyQuestions-v0", "GuessMyCity-v0", "CarDealer-v0"]
+
+
+@pytest.mark.parametrize("env_id", LLM_ORACLE_ENVS)
+def test_oracle_backend_spec_is_built_on_first_use_and_closed_with_the_env(env_id: str) -> None:
+    def policy(chat: Chat) -> str:
+        return "Yes, I think so."
+
+    env = plyground.make(env_id, oracle_backend={"name": "scripted", "policy": policy})
+    assert isinstance(env.oracle, LLMOracle) and env.oracle.backend is None  # lazy: nothing built yet
+    env.reset(seed=0)
+    _, _, _, _, info = env.step("Is it alive?")
+    assert "oracle_error" not in info
+    assert info.get("answer", info.get("buyer_line")) in ("Yes.", "Yes, I think so.")
+    backend = env.oracle.backend
+    closed: list[bool] = []
+    backend.close = lambda: closed.append(True)
+    env.close()
+    assert closed == [True] and env.oracle.backend is None
+
+
+def test_oracle_backend_by_name_and_model_and_by_policy_string() -> None:
+    env = plyground.make(
+        "TwentyQuestions-v0",
+        oracle_backend={"name": "scripted", "policy": "plyground.envs.guess_number:bisection_chat_policy"},
+    )
+    env.reset(seed=0)
+    _, _, _, _, info = env.step("Is it alive?")
+    assert info["answer"] == "No." and "oracle_error" not in info  # a number is not "yes"
+    env.close()
+    # A name plus oracle_model= becomes the spec {"name": ..., "model": ...} (built lazily).
+    env = plyground.make("GuessMyCity-v0", oracle_backend="openai", oracle_model="served-name")
+    assert env.oracle.backend_spec == {"name": "openai", "model": "served-name"} and env.oracle.backend is None
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", LLM_ORACLE_ENVS)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"oracle_backend": 5}, ValueError, "oracle_backend must be an inference backend"),
+        ({"oracle_backend": ["hf"]}, ValueError, "oracle_backend must be an inference backend"),
+        ({"oracle_backend": object()}, ValueError, "oracle_backend must be an inference backend"),
+        ({"oracle_backend": "nope"}, UnknownNameError, "Unknown oracle backend 'nope'"),
+        ({"oracle_backend": {"model": "m"}}, ValueError, "needs a 'name'"),
+        ({"oracle_backend": {"name": "scripted"}}, ValueError, "needs a policy"),
+        ({"oracle_backend": "openai"}, ValueError, "missing a required argument: 'model'"),
+        ({"oracle_backend": {"name": "hf", "modle": "tiny"}}, ValueError, "unexpected keyword argument 'modle'"),
+        ({"oracle_backend": {"name": "hf", "model": "tiny"}, "oracle_model": "default"}, ValueError, "contradicts"),
+        ({"oracle_model": "tiny"}, ValueError, "give oracle_backend= too"),
+        ({"oracle_backend": "hf", "oracle_model": 3}, ValueError, "oracle_model must be a model name"),
+    ],
+)
+def test_a_bad_oracle_backend_fails_in_the_constructor(
+    env_id: str, kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=re.escape(match)):
+        plyground.make(env_id, **kwargs)
+
+
+def test_an_oracle_backend_object_with_oracle_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="not to a backend object"):
+        TwentyQuestionsEnv(oracle_backend=ScriptedBackend(lambda chat: "Yes"), oracle_model="tiny")
+
+
+@pytest.mark.parametrize("env_id", LLM_ORACLE_ENVS)
+def test_an_oracle_backend_that_cannot_be_built_or_reached_never_breaks_a_step(env_id: str) -> None:
+    unbuildable = {"name": "hf", "model": "/nonexistent/model-folder"}
+    unreachable = {"name": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "timeout_s": 5,
+                   "max_retries": 0}
+    for spec, reason in ((unbuildable, "could not be built"), (unreachable, "the oracle backend failed")):
+        env = plyground.make(env_id, oracle_backend=spec)
+        env.reset(seed=0)
+        for _ in range(2):  # the fallback answer every time; the build is not retried
+            obs, _, _, _, info = env.step("Is it in Europe?")
+            assert reason in info["oracle_error"] and isinstance(obs, str) and not info["success"]
+        env.close()
+
+
+def test_the_env_arg_path_builds_an_llm_oracle_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``plyground eval CarDealer-v0 --env-arg oracle_backend=hf --env-arg oracle_model=tiny``: the
+    buyer is the tiny model (the dealer is a scripted policy; the buyer answers every line)."""
+    from plyground.cli import EXIT_OK, EXIT_USAGE, _parse_kv, main
+
+    assert _parse_kv(["oracle_backend=hf", "oracle_model=tiny"]) == {"oracle_backend": "hf", "oracle_model": "tiny"}
+    args = ["eval", "CarDealer-v0", "--backend", "scripted", "--model", "plyground.envs.guess_number:bisection_chat_policy",
+            "--env-arg", "oracle_backend=hf", "--env-arg", "oracle_model=tiny", "--episodes", "1", "--max-turns", "2",
+            "--concurrency", "1", "--out", str(tmp_path), "--no-progress", "--json"]
+    assert main(args) == EXIT_OK, capsys.readouterr().err
+    trajectories = [json.loads(line) for line in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    turns = trajectories[0]["turns"]
+    assert len(turns) == 2 and all("oracle_error" not in t["info"] and t["info"]["buyer_line"] for t in turns)
+    # A name that is no backend fails before any episode, as a usage error.
+    capsys.readouterr()
+    assert main(["search", "TwentyQuestions-v0", "--env-arg", "oracle_backend=nope"]) == EXIT_USAGE
+    assert "Unknown oracle backend 'nope'" in capsys.readouterr().err

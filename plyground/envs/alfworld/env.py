@@ -4,8 +4,10 @@ domain (``alfred.pddl``) and grammar (``alfred.twl2``), so observations are ALFW
 Games are official ``game.tw-pddl`` files from ``game_paths`` (a file, a folder laid out as
 ALFWorld's ``json_2.1.1``, or a list of either) or, by default, generated per episode from the seed
 (:mod:`plyground.envs.alfworld.generator`). Reward 1 when the goal holds; horizon 50 as ALFWorld's
-evaluation (``max_nb_steps_per_episode: 50``). A command that is not admissible answers
-"Nothing happens." as the engine does. ``put O in/on R`` is accepted for ``move O to R``.
+evaluation (``max_nb_steps_per_episode: 50``). ``info["admissible_actions"]`` lists the admissible
+commands (the env contract's key; ``info["admissible_commands"]``, ALFWorld's own name, carries the
+same list). A command that is not admissible answers "Nothing happens." as the engine does.
+``put O in/on R`` is accepted for ``move O to R``.
 ``expert_plan=True`` adds the planner's plan (fast-downward, on the goal-relevant sub-problem first;
 see :mod:`plyground.envs.alfworld.planning`) to ``info["expert_plan"]`` each turn;
 :meth:`AlfWorldEnv.expert_plan` gives it on request.
@@ -33,7 +35,7 @@ INSTRUCTIONS = (
     "Reply with one command per turn, e.g. 'go to countertop 1', 'open fridge 1', "
     "'take apple 1 from countertop 1', 'move apple 1 to fridge 1', 'heat apple 1 with microwave 1', "
     "'clean apple 1 with sinkbasin 1', 'cool apple 1 with fridge 1', 'use desklamp 1', 'look', 'inventory'. "
-    "The admissible commands are listed in info['admissible_commands']."
+    "The admissible commands are listed in info['admissible_actions']."
 )
 
 
@@ -81,7 +83,11 @@ class AlfWorldEnv(TextEnv):
         return obs, self._info(won)
 
     def _info(self, won: bool, valid: bool = True) -> dict[str, Any]:
-        info: dict[str, Any] = {"admissible_commands": list(self.admissible), "won": won,
+        # ``admissible_actions`` is the TextEnv contract's key (search proposers, the env server
+        # and the checker read it); ``admissible_commands`` is ALFWorld's own name, kept for
+        # code written against ALFWorld.
+        info: dict[str, Any] = {"admissible_actions": list(self.admissible),
+                                "admissible_commands": list(self.admissible), "won": won,
                                 "success": won, "valid_action": valid, **self.game_info}
         if self.with_expert_plan and not won:
             info["expert_plan"] = self.engine.plan()

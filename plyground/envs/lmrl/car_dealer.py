@@ -21,6 +21,7 @@ from plyground.envs.lmrl.oracle import (
     LLMOracle,
     Oracle,
     RuleBuyer,
+    oracle_backend_source,
     parse_prices,
 )
 from plyground.envs.lmrl.twenty_questions import DialogueEnv, shown
@@ -170,7 +171,9 @@ class CarDealerEnv(DialogueEnv):
     ## Arguments
     ``oracle``: any :class:`Oracle` playing the buyer (default: the rule-based :class:`RuleBuyer`;
     its secret is the buyer profile with a ``state``). ``oracle_backend``: an inference backend to
-    play the buyer instead, as an :class:`LLMOracle` with the benchmark's role. ``max_lines`` (50),
+    play the buyer instead, as an :class:`LLMOracle` with the benchmark's role: a backend object, a
+    registered backend name or a spec ``{"name": ..., **kwargs}``, with ``oracle_model`` the model
+    of a name or spec (as in :class:`~plyground.envs.lmrl.twenty_questions.TwentyQuestionsEnv`). ``max_lines`` (50),
     ``reward_mode`` (``"fancy"`` or ``"revenue"``), ``render_mode`` (``"ansi"``).
 
     ## Version History
@@ -188,6 +191,7 @@ class CarDealerEnv(DialogueEnv):
         max_lines: int = MAX_LINES,
         reward_mode: str = "fancy",
         render_mode: str | None = None,
+        oracle_model: str | None = None,
     ) -> None:
         super().__init__(render_mode=render_mode)
         if max_lines < 2:
@@ -202,12 +206,14 @@ class CarDealerEnv(DialogueEnv):
         self.rule_buyer = RuleBuyer([_brand_name(b) for b in BRANDS], TYPES, FEATURES, reference_msrp)
         if oracle_backend is not None:
             oracle = LLMOracle(
-                oracle_backend,
+                oracle_backend_source(oracle_backend, oracle_model),
                 CAR_BUYER_ROLE,
                 describe=describe_buyer,
                 max_tokens=96,
                 fallback="Sorry, I need a moment. Could you repeat that?",
             )
+        elif oracle_model is not None:
+            raise ValueError("oracle_model= names the model of oracle_backend=; give oracle_backend= too")
         self.oracle = oracle if oracle is not None else self.rule_buyer
         self.game = {}
         self.instructions = (

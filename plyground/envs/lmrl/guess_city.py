@@ -25,6 +25,7 @@ from plyground.envs.lmrl.oracle import (
     LLMOracle,
     Oracle,
     normalize,
+    oracle_backend_source,
 )
 from plyground.envs.lmrl.twenty_questions import MAX_QUESTIONS, QuestionGameEnv, parse_transcript
 
@@ -176,7 +177,9 @@ class GuessMyCityEnv(QuestionGameEnv):
     benchmark's ``global_cities.txt`` (its 100 cities), a JSON file in the shipped format, or a
     sequence of records; see :func:`load_cities`. ``oracle``: any :class:`Oracle` (default: the
     rule-based :class:`CityRuleOracle`). ``oracle_backend``: an inference backend to answer
-    instead, as an :class:`LLMOracle` with the benchmark's role. ``max_questions`` (20),
+    instead, as an :class:`LLMOracle` with the benchmark's role: a backend object, a registered
+    backend name or a spec ``{"name": ..., **kwargs}``, with ``oracle_model`` the model of a name or
+    spec (as in :class:`~plyground.envs.lmrl.twenty_questions.TwentyQuestionsEnv`). ``max_questions`` (20),
     ``invalid_reward`` (-1.0), ``render_mode`` (``"ansi"``).
 
     ## Version History
@@ -198,6 +201,7 @@ class GuessMyCityEnv(QuestionGameEnv):
         max_questions: int = MAX_QUESTIONS,
         invalid_reward: float = -1.0,
         render_mode: str | None = None,
+        oracle_model: str | None = None,
     ) -> None:
         super().__init__(max_questions, invalid_reward, render_mode)
         self.secrets = self.cities = load_cities(cities)
@@ -206,8 +210,14 @@ class GuessMyCityEnv(QuestionGameEnv):
             raise ValueError("pass oracle= or oracle_backend=, not both")
         if oracle_backend is not None:
             oracle = LLMOracle(
-                oracle_backend, GUESS_CITY_ROLE, describe=_describe_city, fallback=UNKNOWN, max_tokens=48
+                oracle_backend_source(oracle_backend, oracle_model),
+                GUESS_CITY_ROLE,
+                describe=_describe_city,
+                fallback=UNKNOWN,
+                max_tokens=48,
             )
+        elif oracle_model is not None:
+            raise ValueError("oracle_model= names the model of oracle_backend=; give oracle_backend= too")
         self.oracle = oracle if oracle is not None else self.rule_oracle
         self.instructions = (
             f"Let's play a game: I am thinking of a city, and you have {self.max_questions} "

@@ -8,7 +8,12 @@ the earlier ``(agent line, oracle line)`` pairs. Two kinds ship:
 
 - :class:`LLMOracle`: any plyground inference ``Backend`` given the game's role prompt
   (``TWENTY_QUESTIONS_ROLE``, ``GUESS_CITY_ROLE``, ``CAR_BUYER_ROLE``), greedy decoding, short
-  replies and a time limit. If the backend fails (an exception, a timeout, an empty reply) the
+  replies and a time limit. The backend is a backend object, a registered backend name
+  (``"hf"``, ``"openai"``, ...) or a backend spec ``{"name": ..., **kwargs}`` as
+  :func:`plyground.scale.backend_from_spec` reads it (``{"name": "scripted", "policy":
+  "module:function"}`` too); see :func:`oracle_backend_source`. A name or spec is checked when the
+  oracle is made and built on the first answer (loading a model costs), and closed with the
+  oracle. If the backend fails (it cannot be built, an exception, a timeout, an empty reply) the
   oracle gives its ``fallback`` answer and records why in ``last_error``; the envs copy that into
   ``info["oracle_error"]``.
 - Deterministic rule-based oracles over attribute tables, for tests, scripted policies and cheap
@@ -23,11 +28,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from plyground.errors import UnknownNameError
 from plyground.types import Chat, Message, SamplingParams
 
 History = Sequence[tuple[str, str]]
@@ -78,12 +85,85 @@ def yes_no(text: str) -> str:
     return NO
 
 
+# The backend names a spec may give besides the registered ones (``backend_from_spec`` builds it).
+SCRIPTED = "scripted"
+
+
+def oracle_backend_source(backend: Any, model: str | None = None) -> Any:
+    """Check what ``oracle_backend=`` was given; return the backend object to use as given, or a
+    backend spec dict (``{"name": ..., **kwargs}``) to build on first use.
+
+    Accepted: an object with a ``generate`` method (a ``Backend``); a registered backend name
+    (``"hf"``, ``"openai"``, ...; what ``--env-arg oracle_backend=openai`` passes); or a mapping
+    with a ``"name"`` and the backend's keyword arguments (``{"name": "openai", "model":
+    "gpt-4o-mini", "base_url": "http://..."}``; ``{"name": "scripted", "policy":
+    "module:function"}``). ``model`` (an env's ``oracle_model=``) fills the spec's ``"model"``
+    (``oracle_backend="hf", oracle_model="tiny"``); it applies to a name or spec only.
+
+    Anything else raises here, where the env is made, rather than in ``step``: ``ValueError`` for
+    a value of the wrong kind or an incomplete spec, ``UnknownNameError`` for a name that is not a
+    registered backend.
+    """
+    if model is not None and not isinstance(model, str):
+        raise ValueError(f"oracle_model must be a model name (a string), got {type(model).__name__} {model!r}")
+    if not isinstance(backend, (str, Mapping)):
+        if not callable(getattr(backend, "generate", None)):
+            raise ValueError(
+                "oracle_backend must be an inference backend (an object with generate()), a backend "
+                f"name or a spec {{'name': ..., **kwargs}}; got {type(backend).__name__} {backend!r:.80}"
+            )
+        if model is not None:
+            raise ValueError("oracle_model applies to a backend name or spec, not to a backend object")
+        return backend
+    spec: dict[str, Any] = {"name": backend} if isinstance(backend, str) else dict(backend)
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"an oracle backend spec needs a 'name' (a backend name), got {backend!r:.200}")
+    spec["name"] = name = name.strip()
+    if model is not None:
+        if spec.get("model", model) != model:
+            raise ValueError(f"oracle_model={model!r} contradicts the spec's model {spec['model']!r}")
+        spec["model"] = model
+    if name == SCRIPTED:
+        if "policy" not in spec:
+            raise ValueError(
+                "the scripted oracle backend needs a policy: {'name': 'scripted', 'policy': 'module:function'}"
+            )
+        return spec
+    from plyground.inference.base import list_backends
+
+    if name not in list_backends():
+        raise UnknownNameError("oracle backend", name, [*list_backends(), SCRIPTED])
+    _check_backend_arguments(name, {k: v for k, v in spec.items() if k != "name"})
+    return spec
+
+
+def _check_backend_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """Fail now on arguments the backend's constructor would refuse when the oracle builds it
+    (``oracle_backend="openai"`` without a model), rather than on every answer later. Costs the
+    import of the backend's module, not the build."""
+    from plyground.inference.base import backend_factory
+
+    try:
+        signature = inspect.signature(backend_factory(name))
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return  # nothing to check against: the build reports it
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"oracle backend {name!r}: {exc} (arguments given: {sorted(kwargs) or 'none'})") from None
+
+
 class LLMOracle:
     """An oracle played by an inference backend given a role prompt.
 
-    ``role_prompt`` is the system message; ``{secret}`` in it is replaced by
-    ``describe(secret)`` (default ``str``). Each answer sends the role prompt, the earlier
-    exchanges (agent lines as user messages, answers as assistant messages) and the new line.
+    ``backend`` is a backend object (used as given; its owner closes it), or a registered backend
+    name or spec dict (checked now by :func:`oracle_backend_source`, built on the first answer and
+    closed by :meth:`close`; a build that fails gives the fallback with the reason in
+    ``last_error`` on every answer, without retrying). ``role_prompt`` is the system message;
+    ``{secret}`` in it is replaced by ``describe(secret)`` (default ``str``). Each answer sends the
+    role prompt, the earlier exchanges (agent lines as user messages, answers as assistant
+    messages) and the new line.
     Decoding is greedy (``temperature=0``) with at most ``max_tokens`` tokens; ``postprocess``
     (e.g. :func:`yes_no`) shapes the reply. A call that raises, takes longer than ``timeout_s``
     or returns nothing gives ``fallback`` and sets ``last_error``; a good answer clears it.
@@ -101,7 +181,11 @@ class LLMOracle:
         timeout_s: float = 60.0,
         max_history: int = 50,
     ) -> None:
-        self.backend = backend
+        source = oracle_backend_source(backend)
+        # A spec is built on the first answer (``backend`` stays None until then) and owned.
+        self.backend_spec: dict[str, Any] | None = source if isinstance(source, dict) else None
+        self.backend: Any = None if self.backend_spec is not None else source
+        self._build_error: str | None = None
         self.role_prompt = role_prompt
         self.describe = describe
         self.postprocess = postprocess
@@ -120,12 +204,28 @@ class LLMOracle:
         messages.append(Message("user", question))
         return messages
 
+    def _ensure_backend(self) -> Any:
+        """The backend, built from the spec on first use; None when that build failed."""
+        if self.backend is None and self.backend_spec is not None and self._build_error is None:
+            from plyground.scale.ray_workers import backend_from_spec
+
+            try:
+                self.backend = backend_from_spec(self.backend_spec)
+            except Exception as exc:  # a build failure is the oracle's failure, never the step's
+                self._build_error = (
+                    f"the oracle backend {self.backend_spec['name']!r} could not be built: {type(exc).__name__}: {exc}"
+                )
+        return self.backend
+
     def answer(self, question: str, secret: Any, history: History) -> str:
         chat = self.chat(question, secret, history)
+        backend = self._ensure_backend()
+        if backend is None:
+            return self._fail(self._build_error or "the oracle backend is not available")
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="oracle")
-        future = self._pool.submit(self.backend.generate, [chat], self.params)
         try:
+            future = self._pool.submit(backend.generate, [chat], self.params)
             completions = future.result(timeout=self.timeout_s)
             text = completions[0][0].text.strip()
         except concurrent.futures.TimeoutError:
@@ -145,9 +245,13 @@ class LLMOracle:
         return self.fallback
 
     def close(self) -> None:
+        """Stop the worker thread, and close the backend if this oracle built it from a spec."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+        if self.backend_spec is not None and self.backend is not None:
+            backend, self.backend = self.backend, None
+            backend.close()
 
 
 # -- text helpers ----------------------------------------------------------------------------------

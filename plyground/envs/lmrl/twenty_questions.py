@@ -32,6 +32,7 @@ from plyground.envs.lmrl.oracle import (
     TwentyQuestionsRuleOracle,
     is_question,
     names_match,
+    oracle_backend_source,
     question_remainder,
     yes_no,
 )
@@ -294,7 +295,10 @@ class TwentyQuestionsEnv(QuestionGameEnv):
     sequence of records; see :func:`load_objects`). ``oracle``: any :class:`Oracle` (default: the
     rule-based :class:`TwentyQuestionsRuleOracle` over the table). ``oracle_backend``: an inference
     backend to answer instead, as an :class:`LLMOracle` with the benchmark's role (replies reduced
-    to "Yes."/"No." as upstream). ``max_questions`` (20), ``invalid_reward`` (-1.0),
+    to "Yes."/"No." as upstream): a backend object, a registered backend name (``"hf"``,
+    ``"openai"``, ...) or a spec ``{"name": ..., **kwargs}``, with ``oracle_model`` the model of a
+    name or spec (``oracle_backend="hf", oracle_model="default"``); a name or spec is built on the
+    first question and closed with the env (see :func:`~plyground.envs.lmrl.oracle.oracle_backend_source`). ``max_questions`` (20), ``invalid_reward`` (-1.0),
     ``render_mode`` (``"ansi"``).
 
     ## Version History
@@ -315,6 +319,7 @@ class TwentyQuestionsEnv(QuestionGameEnv):
         max_questions: int = MAX_QUESTIONS,
         invalid_reward: float = -1.0,
         render_mode: str | None = None,
+        oracle_model: str | None = None,
     ) -> None:
         super().__init__(max_questions, invalid_reward, render_mode)
         self.secrets = self.objects = load_objects(objects)
@@ -323,13 +328,15 @@ class TwentyQuestionsEnv(QuestionGameEnv):
             raise ValueError("pass oracle= or oracle_backend=, not both")
         if oracle_backend is not None:
             oracle = LLMOracle(
-                oracle_backend,
+                oracle_backend_source(oracle_backend, oracle_model),
                 TWENTY_QUESTIONS_ROLE,
                 describe=_describe_object,
                 postprocess=yes_no,
                 fallback=NO,
                 max_tokens=4,
             )
+        elif oracle_model is not None:
+            raise ValueError("oracle_model= names the model of oracle_backend=; give oracle_backend= too")
         self.oracle = oracle if oracle is not None else self.rule_oracle
         self.instructions = (
             f"Let's play twenty questions. I am thinking of an object. You have {self.max_questions} "
