@@ -1,4 +1,4 @@
-"""The ``plyground`` command: ``envs``, ``eval``, ``report``, ``serve``, ``serve-envs``,
+"""The ``plyground`` command: ``envs``, ``eval``, ``bench``, ``report``, ``serve``, ``serve-envs``,
 ``search`` and ``train`` (``plyground <command> --help`` for each).
 
 Exit codes: 0 success, 1 unexpected failure, 2 bad usage (unknown env, bad option),
@@ -261,6 +261,7 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
         sft_examples,
         write_records,
     )
+    from plyground.search.critics import Critic, load_archer_critic
     from plyground.search.evaluate import default_config, run_search, summarize
     from plyground.search.mcts import MCTSConfig
     from plyground.search.proposer import Proposer, SelfCritic
@@ -270,16 +271,29 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
     make(args.env, **env_kwargs).close()  # an unknown env or bad argument fails before the model loads
     if args.budget < 1 or args.episodes < 1:
         raise ValueError("--budget and --episodes must be >= 1")
-    if args.critic and args.backend == "random":
+    if args.critic is not None and args.critic != "self" and not args.critic.startswith("archer:"):
+        raise ValueError(f"--critic takes self or archer:PATH (an ArCHer checkpoint), got {args.critic!r}")
+    if args.critic == "self" and args.backend == "random":
         raise ValueError("--critic asks the model to rank actions; the random backend has no model (pick --backend)")
+    critic_range = None
+    if args.critic_range is not None:
+        lo, sep, hi = args.critic_range.partition(",")
+        try:
+            critic_range = (float(lo), float(hi))
+        except ValueError:
+            sep = ""
+        if not sep or not args.critic or not args.critic.startswith("archer:"):
+            raise ValueError(f"--critic-range takes LO,HI with --critic archer:PATH, got {args.critic_range!r}")
     err = Console(stderr=True)
     backend: Any = None
-    critic: SelfCritic | None = None
+    critic: Critic | None = None
+    if args.critic is not None and args.critic.startswith("archer:"):
+        critic = load_archer_critic(args.critic.removeprefix("archer:"), device=args.device, value_range=critic_range)
     if args.backend != "random":
         with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
             backend = make_cli_backend(args)
     sampling = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-    if backend is not None and args.critic:
+    if backend is not None and args.critic == "self":
         critic = SelfCritic(backend)
     config = default_config(args.algo, args.budget, args.seed)
     if isinstance(config, MCTSConfig):
@@ -320,6 +334,7 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
         "algo": args.algo,
         "backend": args.backend,
         "model": args.model if backend is not None else None,
+        "critic": args.critic,
         "config": dataclasses.asdict(config),
         **point.to_dict(),
         "solved": sum(r.success for r in results),
@@ -347,6 +362,49 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
         out.print(table)
     if out_dir is not None:
         err.print(f"[dim]wrote {out_dir}[/dim]")
+    return EXIT_OK
+
+
+# -- plyground bench -----------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace, out: Console) -> int:
+    """Rollout throughput of ``--backend`` on each env at each ``--concurrency`` level."""
+    from plyground.envs import make
+    from plyground.evaluation.bench import ThroughputPoint, measure_throughput
+    from plyground.types import SamplingParams
+
+    env_kwargs = _parse_kv(args.env_arg)
+    for env_id in args.env:
+        make(env_id, **env_kwargs).close()  # an unknown env or bad argument fails before the model loads
+    err = Console(stderr=True)
+    with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
+        backend = make_cli_backend(args)
+    sampling = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    points: list[ThroughputPoint] = []
+    try:
+        for env_id in args.env:
+            err.print(f"[dim]{env_id}: warm-up, then {args.episodes} episodes at concurrency {args.concurrency}[/dim]")
+            points += measure_throughput(
+                env_id, backend, args.concurrency, args.episodes, sampling, args.max_turns, env_kwargs,
+                progress=lambda p: err.print(f"[dim]  concurrency {p.concurrency}: {p.turns_per_s:.2f} turns/s[/dim]"),
+            )  # fmt: skip
+    finally:
+        backend.close()
+    records = [p.to_dict() for p in points]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"backend": args.backend, "model": args.model, "points": records}, indent=2) + "\n")
+    if args.json:
+        out.print_json(data=records)
+        return EXIT_OK
+    table = Table(title=f"rollout throughput: {args.backend} ({args.model})", box=box.SIMPLE_HEAD)
+    for col in ("env", "concurrency", "episodes/s", "turns/s", "tokens/s", "speed-up", "errors", "secs"):
+        table.add_column(col, justify="left" if col == "env" else "right")
+    for p in points:
+        table.add_row(
+            p.env_id, str(p.concurrency), f"{p.episodes_per_s:.2f}", f"{p.turns_per_s:.2f}", f"{p.tokens_per_s:.1f}",
+            f"{p.speedup:.2f}x", str(p.errors), f"{p.wall_s:.1f}",
+        )  # fmt: skip
+    out.print(table)
     return EXIT_OK
 
 
@@ -413,19 +471,25 @@ def cmd_train(args: argparse.Namespace, out: Console) -> int:
     pool = None
     if getattr(args, "ray", None):
         from plyground.scale import RayGRPOTrainer, RolloutPool
+        from plyground.trainers.grpo import GRPOConfig, rollout_backend_spec
 
-        if args.algo != "grpo":
+        if args.algo != "grpo" or not isinstance(config, GRPOConfig):
             raise ValueError(f"--ray runs grpo's rollouts on Ray workers; {args.algo} has no Ray path yet")
+        # Each worker builds its own backend from the config's rollout backend (a server backend:
+        # each worker launches its own servers); the trainer pushes its weights to every worker.
+        spec = rollout_backend_spec(config)
         _connect_ray(args.ray, err)
-        with err.status(f"starting {args.ray_workers} Ray rollout workers ({config.model})", spinner="dots"):
-            spec = {"name": "hf", "model": config.model}
-            env_id, env_kwargs = getattr(config, "env_id"), getattr(config, "env_kwargs")  # noqa: B009 - grpo's fields
-            pool = RolloutPool(env_id, spec, num_workers=args.ray_workers, env_kwargs=env_kwargs)
+        workers = f"{args.ray_workers} Ray rollout workers ({spec['name']}: {spec['model']})"
+        with err.status(f"starting {workers}", spinner="dots"):
+            pool = RolloutPool(config.env_id, spec, num_workers=args.ray_workers, env_kwargs=config.env_kwargs)
+    trainer = None
     try:
         with err.status(f"loading {config.model} and preparing {args.algo}", spinner="dots"):
             trainer = trainer_cls(config) if pool is None else RayGRPOTrainer(config, pool=pool)
         history = _run_training(trainer, args, err)
     finally:
+        if trainer is not None:
+            trainer.close()  # a rollout server the trainer launched
         if pool is not None:
             pool.close()
     last = history[-1] if history else {"step": trainer.step}
@@ -454,6 +518,23 @@ def _run_training(trainer: Any, args: argparse.Namespace, err: Console) -> list[
 
 
 # -- wiring --------------------------------------------------------------------------------------
+def _add_backend_args(p: argparse.ArgumentParser, default: str = "hf", first: str = "") -> None:
+    """The model backend flags that ``eval``, ``bench`` and ``search`` share (read by
+    :func:`make_cli_backend`)."""
+    p.add_argument(
+        "--backend", default=default,
+        help=first + "an inference backend: hf (local), openai (a server), vllm, sglang, plyground-server, or "
+        "scripted (--model module:function, a chat policy)",
+    )  # fmt: skip
+    p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
+    p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
+    p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
+    p.add_argument(
+        "--device", default=None, help="hf, plyground-server: torch device (default: cuda if available, else cpu)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plyground", description="Train and evaluate LLM agents and reasoners with RL."
@@ -466,18 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model on one or more environments")
     p.add_argument("env", nargs="+", help="environment id(s), e.g. GuessNumber-v0")
-    p.add_argument(
-        "--backend", default="hf",
-        help="inference backend: hf (local), openai (a server), vllm, sglang, plyground-server, or scripted "
-        "(--model module:function, a chat policy)",
-    )  # fmt: skip
-    p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
-    p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
-    p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
-    p.add_argument(
-        "--device", default=None, help="hf, plyground-server: torch device (default: cuda if available, else cpu)"
-    )
+    _add_backend_args(p)
     p.add_argument("--episodes", type=int, default=10, help="distinct episodes per env")
     p.add_argument("--samples", type=int, default=1, help="attempts per episode (K, for pass@k)")
     p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once")
@@ -494,6 +564,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", default=None, metavar="ADDRESS", help="play on Ray rollout workers: 'local' or a cluster address")
     p.add_argument("--ray-workers", type=int, default=2, help="with --ray: rollout workers (each loads the backend)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="rollout throughput of a backend on envs, at several concurrency levels")
+    p.add_argument("env", nargs="+", help="environment id(s), e.g. GuessNumber-v0")
+    _add_backend_args(p)
+    p.add_argument("--episodes", type=int, default=16, help="episodes per concurrency level")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8], help="levels to measure (default: 1 8)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-tokens", type=int, default=32, help="tokens per model turn")
+    p.add_argument("--max-turns", type=int, default=None, help="cap on turns (default: the env's horizon)")
+    p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument")
+    p.add_argument("--out", default=None, help="write the points to this JSON file")
+    p.add_argument("--json", action="store_true", help="print the points as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="HTML report (plots, summary table) of `eval --out` folders")
     p.add_argument("runs", nargs="+", help="folders written by plyground eval --out")
@@ -520,30 +604,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=64, help="proposer calls (chats sent to the policy) per episode")
     p.add_argument("--episodes", type=int, default=4, help="episodes (env seeds seed, seed+1, ...)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (and the sampling seed)")
-    p.add_argument(
-        "--backend", default="random",
-        help="random (uniform admissible actions; no model), or a model backend as for eval: hf, openai, vllm, "
-        "sglang, plyground-server, scripted",
-    )  # fmt: skip
-    p.add_argument("--model", default="default", help="hf: default | tiny | a local folder; openai: the served name")
-    p.add_argument("--base-url", default=None, help="openai: server URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--api-key", default=None, help="openai: API key (default: $OPENAI_API_KEY or EMPTY)")
-    p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
-    p.add_argument("--device", default=None, help="hf, plyground-server: torch device")
+    _add_backend_args(p, default="random", first="random (uniform admissible actions; no model), or ")
     p.add_argument("--k", type=int, default=4, help="actions sampled per expanded node (MCTS k, best-first/beam width)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-tokens", type=int, default=64, help="tokens per proposed action")
     p.add_argument("--selection", choices=["uct", "puct"], default="uct", help="mcts: selection rule")
     p.add_argument("--c-exp", type=float, default=1.0, help="mcts: exploration constant")
     p.add_argument("--rollout", choices=["policy", "random", "none"], default=None, help="mcts: leaf evaluation (default none)")
-    p.add_argument("--critic", action="store_true", help="mcts: self-critique with the same backend (not with random)")
+    p.add_argument(
+        "--critic", nargs="?", const="self", default=None, metavar="self|archer:PATH",
+        help="mcts: Qhat from self-critique with the same backend (self, the default; not with random), or from "
+        "the critic of an ArCHer checkpoint (archer:PATH: a run folder, its checkpoints/ or a step_* folder)",
+    )  # fmt: skip
+    p.add_argument(
+        "--critic-range", default=None, metavar="LO,HI",
+        help="with --critic archer:PATH: the critic values mapped onto Qhat in [0, 1] (default: the env's return range)",
+    )  # fmt: skip
     p.add_argument("--theta", type=float, default=0.1, help="mcts: least Q gap for a preference pair")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env constructor argument")
     p.add_argument("--out", default=None, help="output folder: results.jsonl, pairs.jsonl, sft.jsonl, summary.json")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_search)
-    p = sub.add_parser("train", help="train a model: sft, grpo, dpo or ppo (configs/*.yaml)")
-    # No argparse choices: the list lives in plyground.trainers.TRAINERS, which imports torch.
+    p = sub.add_parser("train", help="train a model with one of the registered algorithms (configs/*.yaml)")
+    # No argparse choices: the list lives in plyground.trainers.TRAINERS, which imports torch; a test
+    # checks that the help below names every algorithm there.
     p.add_argument(
         "algo",
         help="training algorithm: sft, grpo, dpo, ppo, guide, scaf-grpo, mrt, archer, score, agent-q, "

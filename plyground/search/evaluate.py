@@ -27,8 +27,9 @@ from typing import Any
 
 from plyground.search.baselines import BeamConfig, BestOfNConfig, beam_search, best_of_n
 from plyground.search.best_first import BestFirstConfig, SolvedStates, best_first
+from plyground.search.critics import Critic
 from plyground.search.mcts import MCTSConfig, mcts
-from plyground.search.proposer import ActionProposer, SelfCritic
+from plyground.search.proposer import ActionProposer
 from plyground.search.tree import EnvOrFactory, SearchResult
 from plyground.types import JsonRecord
 
@@ -64,7 +65,7 @@ def run_search(
     seed: int | None = None,
     options: dict[str, Any] | None = None,
     config: SearchConfig | None = None,
-    critic: SelfCritic | None = None,
+    critic: Critic | None = None,
     cache: SolvedStates | None = None,
     env_id: str = "",
 ) -> SearchResult:

@@ -9,12 +9,14 @@ One simulation:
    ``N(h)`` is the sum of the children's ``N(h,a)`` (at least 1 inside the log and the square root,
    so that the first pick at a fresh node is decided by ``Q``, the prior and then the tie-break).
 2. **Expand** the selected leaf: the proposer samples ``k`` actions (deduped) and every action is
-   stepped once to make a child; the critic, when given, ranks them (``Qhat``). Then one child is
-   selected the same way and the simulation continues from it.
+   stepped once to make a child; the critic, when given, scores them (``Qhat`` in [0, 1]: a
+   ``SelfCritic`` ranking or a ``ValueCritic`` value model, ``plyground.search.critics``). Then
+   one child is selected the same way and the simulation continues from it.
 3. **Evaluate**: a finished node is worth its outcome; otherwise ``rollout="policy"`` plays on with
    the proposer (one action per step, batched across the parallel simulations, each step counted
    as a proposer call), ``"random"`` with uniform admissible actions (no model calls: the classic
-   default policy), ``"none"`` uses the critic's ``Qhat`` of the node (0 without one).
+   default policy), ``"none"`` uses the critic's ``Qhat`` of the node (0 without one; so with
+   ``"none"`` a critic shapes the backed-up values whatever ``alpha``, which weights selection only).
    A new child is thus evaluated once before it is itself expanded: every node keeps
    ``visits = N(h) + evaluations`` with ``N(h) = sum_a N(h,a)`` over its children.
 4. **Back up** along the path: ``Q <- (Q * N + R) / (N + 1)``, ``N <- N + 1`` on every edge, with
@@ -42,7 +44,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from plyground.envs.core import TextEnv
-from plyground.search.proposer import ActionProposer, Meter, Proposal, RandomProposer, SelfCritic
+from plyground.search.critics import Critic
+from plyground.search.proposer import ActionProposer, Meter, Proposal, RandomProposer
 from plyground.search.tree import (
     EnvOrFactory,
     Node,
@@ -173,7 +176,7 @@ class _MCTS:
         env: TextEnv,
         proposer: ActionProposer,
         config: MCTSConfig,
-        critic: SelfCritic | None,
+        critic: Critic | None,
         env_id: str,
     ) -> None:
         self.env, self.proposer, self.config, self.critic = env, proposer, config, critic
@@ -223,7 +226,8 @@ class _MCTS:
         scores = self.critic.score(leaves, proposals)
         for props, qs in zip(proposals, scores, strict=True):
             for prop, q in zip(props, qs, strict=True):
-                prop.critic = q
+                # None, NaN or an infinity: no critic value (the edge is ranked by Q_mcts alone)
+                prop.critic = float(q) if q is not None and math.isfinite(q) else None
 
     def add_children(self, leaf: Node, props: list[Proposal]) -> None:
         leaf.expanded = True
@@ -422,7 +426,7 @@ def mcts(
     env: EnvOrFactory,
     proposer: ActionProposer,
     config: MCTSConfig | None = None,
-    critic: SelfCritic | None = None,
+    critic: Critic | None = None,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
     env_id: str = "",

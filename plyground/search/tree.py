@@ -5,9 +5,9 @@ A ``Node`` is one env state reached by a path of actions from the root. It holds
 turn that led to it, and the statistics the algorithms keep:
 
 - MCTS: ``visits`` is ``N(h, a)`` for the edge parent -> node, ``value_sum / visits`` is
-  ``Q_mcts(h, a)``, ``critic`` is the self-critique value ``Qhat(h, a)``, ``prior`` the PUCT prior
-  and ``virtual_loss`` the pending visits of parallel simulations. The node's own ``N(h)`` is the
-  sum of its children's visits (``Node.child_visits``).
+  ``Q_mcts(h, a)``, ``critic`` is the critic's value ``Qhat(h, a)`` (``search.critics``), ``prior``
+  the PUCT prior and ``virtual_loss`` the pending visits of parallel simulations. The node's own
+  ``N(h)`` is the sum of its children's visits (``Node.child_visits``).
 - Best-first: ``logprob`` (the mean token log-probability of the action that led here),
   ``cum_logprob`` (their sum along the path) and ``status`` (``open`` / ``proved`` / ``failed``).
 

@@ -4,9 +4,11 @@ One optimizer step (``num_iterations`` steps reuse one rollout batch):
 
 1. **sample** ``tasks_per_step`` env seeds x ``group_size`` episodes through
    :func:`plyground.rollout.collect_sync`, with an ``HFBackend`` that shares the policy's model
-   object (so weight sync is free), or with ``rollout_backend=`` an inference server (vLLM, SGLang,
-   ``plyground-server``) whose ``update_weights`` gets the new weights after every update;
-   trajectories keep token ids, loss mask and sampling logprobs;
+   object (so weight sync is free), or with an inference server (vLLM, SGLang, ``plyground-server``)
+   that gets the trainer's weights through ``update_weights``: either one the trainer launches from
+   ``config.rollout_backend`` (its weights are pushed before the first rollout and before each
+   rollout batch after an update; see :class:`GRPOTrainer`), or one passed as ``rollout_backend=``
+   (pushed after every update); trajectories keep token ids, loss mask and sampling logprobs;
 2. **score** each trajectory (default: its total reward);
 3. **advantages** per group: ``(r - mean) / (std + eps)`` (or ``r - mean``, Dr. GRPO), optionally
    dropping groups whose rewards are all equal (DAPO); each sequence's advantage is broadcast to its
@@ -30,13 +32,20 @@ Extension points (how Guide, Scaf-GRPO and MRT plug in, each by overriding one m
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
+import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
 
+from plyground.errors import UnknownNameError
+from plyground.inference.base import list_backends, make_backend
 from plyground.trainers.core.logprobs import collate, token_logprobs
 from plyground.trainers.core.loop import StepTotals, SyncWeights, TrainConfig, Trainer, hfield, split_micro
 from plyground.trainers.core.losses import (
@@ -50,6 +59,13 @@ from plyground.trainers.core.losses import (
     ppo_clip_loss,
 )
 from plyground.types import SamplingParams, TokenRecord, Trajectory
+
+# Server backends of plyground's own registry; they take the trainer's tokenizer object (``tokenizer=``).
+SERVER_BACKENDS = ("vllm", "sglang", "plyground-server")
+# Model names only plyground's loader knows: a vLLM or SGLang server is given a folder instead.
+PLYGROUND_MODEL_NAMES = ("default", "smollm2", "smollm2-135m-instruct", "tiny")
+# What rollout_backend_args may set for ``hf``: the backend shares the trained model object.
+HF_ROLLOUT_ARGS = ("max_batch_size",)
 
 
 @dataclass
@@ -90,9 +106,24 @@ class GRPOConfig(TrainConfig):
     kl_estimator: Literal["k1", "k2", "k3"] = hfield("k3", "KL estimator (k3 as GRPO)")
     entropy_coef: float = hfield(0.0, "entropy bonus coefficient")
     lr: float = hfield(1e-6, "peak learning rate (AdamW)")
+    # where rollouts are sampled
+    rollout_backend: str = hfield(
+        "hf",
+        "rollout backend: hf (the trained model itself, in this process) or a registered server backend the "
+        "trainer launches and pushes its weights to: vllm, sglang, plyground-server",
+    )
+    rollout_backend_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "keyword arguments of the rollout backend (make_backend), e.g. num_replicas, "
+            "gpu_memory_utilization, dtype, startup_timeout_s, model (default: the trained model); "
+            "hf: max_batch_size"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_rollout_backend()
         if self.tasks_per_step < 1:
             raise ValueError(f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
         if self.group_size < self.MIN_GROUP_SIZE:
@@ -115,6 +146,74 @@ class GRPOConfig(TrainConfig):
             raise ValueError("drop_zero_variance needs group_size >= 2")
         if self.loss_agg == "constant" and self.scale_rewards:
             warnings.warn("loss_agg=constant is Dr. GRPO, which also sets scale_rewards=False", stacklevel=2)
+
+    def _check_rollout_backend(self) -> None:
+        name, args = self.rollout_backend, self.rollout_backend_args
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            raise ValueError(f"rollout_backend_args must be a mapping of argument: value, got {args!r}")
+        if name not in list_backends():
+            raise UnknownNameError("rollout backend", name, list_backends())
+        if name == "openai":
+            raise ValueError(
+                "rollout_backend=openai cannot train: an OpenAI-compatible endpoint takes no new weights, so "
+                "rollouts would stop coming from the policy being trained after the first update. Use vllm, "
+                "sglang or plyground-server (the trainer launches the server and pushes weights to it), or "
+                "pass a backend with update_weights() as GRPOTrainer(..., rollout_backend=...)"
+            )
+        if name == "hf":
+            bad = sorted(set(args) - set(HF_ROLLOUT_ARGS))
+            if bad:
+                raise ValueError(
+                    f"rollout_backend=hf samples from the trained model itself and takes only "
+                    f"{', '.join(HF_ROLLOUT_ARGS)} in rollout_backend_args, got {bad}"
+                )
+        elif "model" in args and not isinstance(args["model"], str):
+            raise ValueError(f"rollout_backend_args.model must be a model name or folder, got {args['model']!r}")
+
+
+def rollout_backend_spec(config: GRPOConfig) -> dict[str, Any]:
+    """``config``'s rollout backend as a JSON-able spec (``{"name": ..., **kwargs}``) for Ray rollout
+    workers, each of which builds its own backend from it (:func:`plyground.scale.backend_from_spec`)."""
+    args = dict(config.rollout_backend_args)
+    model = args.pop("model", None) or config.model
+    if config.rollout_backend in ("vllm", "sglang") and model.strip().lower() in PLYGROUND_MODEL_NAMES:
+        raise ValueError(
+            f"Ray workers launching {config.rollout_backend} servers need a model every node can load; "
+            f"{model!r} is a name only plyground knows: set model (or rollout_backend_args.model) to a "
+            "hub id or a folder present on every node"
+        )
+    return {"name": config.rollout_backend, "model": model, **args}
+
+
+def merged_lora_state_dict(peft_model: Any) -> dict[str, torch.Tensor]:
+    """The full weights a LoRA-wrapped model computes with, under the base model's own names
+    (``W + scale * B @ A`` for every adapted layer, adapter tensors left out); the model is not
+    changed. Tensors tied to another one (a tied ``lm_head``) appear once."""
+    from peft.tuners.lora import LoraLayer
+
+    base = peft_model.get_base_model()
+    deltas: dict[str, torch.Tensor] = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer) and not module.merged:
+            active = [a for a in module.active_adapters if a in module.lora_A]
+            delta_of: Any = getattr(module, "get_delta_weight", None)
+            if active and callable(delta_of):
+                delta = delta_of(active[0])
+                for adapter in active[1:]:
+                    delta = delta + delta_of(adapter)
+                deltas[f"{name}.weight"] = delta
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    with torch.no_grad():
+        for key, value in base.state_dict().items():
+            storage = (value.data_ptr(), tuple(value.shape))
+            if ".lora_" in key or (value.numel() and storage in seen):
+                continue
+            seen.add(storage)
+            key = key.replace(".base_layer.", ".")
+            extra = deltas.get(key)
+            out[key] = (value + extra.to(value.dtype) if extra is not None else value).detach()
+    return out
 
 
 class GRPOTrainer(Trainer):
@@ -139,16 +238,30 @@ class GRPOTrainer(Trainer):
         self.env_max_turns = int(min(probe.max_turns, config.max_turns or probe.max_turns))
         probe.close()
         self.reward_fn = reward_fn
-        if rollout_backend is None:
+        # The trainer step whose weights the rollout backend holds (None: not pushed yet).
+        self.synced_version: int | None = None
+        self.owns_backend = False
+        self._backend: Any = None
+        self._shared_backend = False
+        self._closer: weakref.finalize | None = None
+        self._exported_model: Path | None = None
+        if rollout_backend is not None:
+            # An inference server (vLLM, SGLang, plyground-server) passed in, assumed to hold the
+            # trainer's initial weights: the full weights are pushed to it after every update (and
+            # before the first rollout of a resumed run), so each rollout batch samples the policy.
+            self._backend = rollout_backend
+            self.synced_version = 0
+            self.on_update.append(SyncWeights(push=lambda model, version: self._push_weights(version)))
+        elif config.rollout_backend == "hf":
             # The backend samples from the very model object being trained: no copy, no sync needed.
-            self.backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer)
-            self.on_update.append(SyncWeights(self.backend))
+            self._backend = HFBackend(model=self.base_model, tokenizer=self.tokenizer, **config.rollout_backend_args)
+            self._shared_backend = True
+            self.on_update.append(SyncWeights(self._backend))
         else:
-            # An inference server (vLLM, SGLang, plyground-server): the full weights are pushed to
-            # it after every update, so the next rollout batch samples from the updated policy.
-            self.backend = rollout_backend
-            push = lambda model, version: rollout_backend.update_weights(model, version)  # noqa: E731
-            self.on_update.append(SyncWeights(push=push))
+            # A server this trainer launches (config.rollout_backend) and closes (close(), or the end of
+            # the run). It starts on first use -- so a trainer whose rollouts run elsewhere (Ray workers)
+            # launches nothing -- and each use after an update first pushes the current weights.
+            self.owns_backend = True
         self.ref_model: Any = None
         if config.beta > 0 and not config.lora:
             self.ref_model = copy.deepcopy(self.base_model).eval().requires_grad_(False)
@@ -156,6 +269,118 @@ class GRPOTrainer(Trainer):
         self.buffer_uses = 0
         self.rollout_index = 0
         self.last_trajectories: list[Trajectory] = []
+
+    # -- the rollout backend -------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Any:
+        """The backend rollouts sample from, holding the trainer's current weights.
+
+        A server backend of ``config.rollout_backend`` is launched on first use (and again after
+        :meth:`close`); any server backend whose weights are older than the trainer's step gets the
+        current ones pushed first (``update_weights(weights, step)``), so a fresh server, or a resumed
+        run, samples exactly the trainer's policy."""
+        if self._backend is None and self.owns_backend:
+            self._launch_backend()
+        if not self._shared_backend and self.synced_version != self.step:
+            self._push_weights(self.step)
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: Any) -> None:
+        if value is not self._backend:
+            self.close()
+        self._backend = value
+        self.owns_backend = False
+
+    def _launch_backend(self) -> None:
+        c = self.config
+        kwargs = dict(c.rollout_backend_args)
+        kwargs["model"] = self._served_model(kwargs.get("model") or c.model)
+        if c.rollout_backend in SERVER_BACKENDS:
+            # Rollouts are tokenised with the trainer's own tokenizer: token ids match the update's.
+            kwargs.setdefault("tokenizer", self.tokenizer)
+        exported, self._exported_model = self._exported_model, None
+        try:
+            backend = make_backend(c.rollout_backend, **kwargs)
+        except BaseException:
+            _close_backend(None, exported)
+            raise
+        if not callable(getattr(backend, "update_weights", None)):
+            _close_backend(backend, exported)
+            raise TypeError(
+                f"rollout backend {c.rollout_backend!r} ({type(backend).__name__}) has no update_weights(): "
+                "the trainer could not keep its rollouts on the current policy"
+            )
+        # Closed with the trainer, or at interpreter exit if nobody closed it: no orphan servers.
+        self._closer = weakref.finalize(self, _close_backend, backend, exported)
+        self._backend = backend
+        self.synced_version = None
+
+    def _served_model(self, model: str) -> str:
+        """What the server loads: ``model``, or, for a vLLM/SGLang server and a name only plyground knows
+        (``default``, ``tiny``), a folder holding the trainer's current weights and tokenizer."""
+        if self.config.rollout_backend not in ("vllm", "sglang") or model.strip().lower() not in PLYGROUND_MODEL_NAMES:
+            return model
+        folder = Path(tempfile.mkdtemp(prefix="plyground-rollout-model-"))
+        self._exported_model = folder
+        state = merged_lora_state_dict(self.model) if self.config.lora else None
+        self.base_model.save_pretrained(str(folder), state_dict=state)
+        self.tokenizer.save_pretrained(str(folder))
+        return str(folder)
+
+    def _policy_weights(self) -> Any:
+        """What ``update_weights`` gets: the model (saved whole); with LoRA, its adapter for a vLLM
+        server that hot-loads adapters (``weight_sync="lora"``), else the merged full weights."""
+        if not self.config.lora:
+            return self.base_model
+        if getattr(self._backend, "weight_sync", None) == "lora":
+            return self.model  # a PEFT model: save_pretrained writes the adapter
+        return merged_lora_state_dict(self.model)
+
+    def _push_weights(self, version: int) -> None:
+        if self._backend is None:
+            return
+        started = time.perf_counter()
+        self._backend.update_weights(self._policy_weights(), version)
+        self.synced_version = version
+        self.step_metrics["rollout/push_s"] = time.perf_counter() - started
+
+    def close(self) -> None:
+        """Shut down the server this trainer launched (from ``config.rollout_backend``); a backend
+        passed as ``rollout_backend=`` is the caller's to close. Using :attr:`backend` afterwards
+        launches a new one."""
+        closer, self._closer = self._closer, None
+        if self.owns_backend and closer is not None:
+            self._backend = None
+            self.synced_version = None
+            closer()
+
+    def train(self, max_steps: int | None = None) -> list[dict[str, Any]]:
+        """:meth:`Trainer.train`; a server this trainer launched is closed when the run ends (its
+        last step done, or an error) and kept between calls that stop early (``max_steps``)."""
+        try:
+            history = super().train(max_steps)
+        except BaseException:
+            self.close()
+            raise
+        if self.step >= self.config.total_steps:
+            self.close()
+        return history
+
+    def _rollout_backend_metrics(self) -> dict[str, float]:
+        """Which weights the rollout batch was sampled with, and how many requests the server
+        backend has answered so far (server backends only)."""
+        backend = self._backend
+        if self._shared_backend or backend is None:
+            return {}
+        out: dict[str, float] = {}
+        version = getattr(backend, "policy_version", None)
+        if isinstance(version, int):
+            out["rollout/policy_version"] = float(version)
+        router = getattr(backend, "router", None)
+        if router is not None:
+            out["rollout/server_requests"] = float(sum(r.served for r in router.replicas))
+        return out
 
     # -- ALGO LOGIC: sampling and scoring (override points) ----------------------------------------------
     def sample(self, rollout_index: int) -> list[Trajectory]:
@@ -263,6 +488,7 @@ class GRPOTrainer(Trainer):
         if self.buffer is None or self.buffer_uses >= self.config.num_iterations:
             with self.full_weights():
                 trajectories = self.sample(self.rollout_index)
+            self.step_metrics.update(self._rollout_backend_metrics())
             self.buffer = self.build_batch(trajectories)
             self.buffer_uses = 0
             self.rollout_index += 1
@@ -303,3 +529,12 @@ class GRPOTrainer(Trainer):
         self.buffer = state["buffer"]
         self.buffer_uses = int(state["buffer_uses"])
         self.rollout_index = int(state["rollout_index"])
+
+
+def _close_backend(backend: Any, exported_model: Path | None) -> None:
+    try:
+        if backend is not None:
+            backend.close()
+    finally:
+        if exported_model is not None:
+            shutil.rmtree(exported_model, ignore_errors=True)

@@ -457,6 +457,16 @@ class Trainer:
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`trainer_state` returned."""
 
+    def close(self) -> None:
+        """Release what the trainer started outside itself (GRPO: a rollout server it launched);
+        the base trainer starts nothing. ``with Trainer(...) as trainer:`` calls it on exit."""
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- one optimizer step --------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         start = time.perf_counter()
