@@ -180,6 +180,11 @@ def test_minif2f_loader() -> None:
     assert all(t.prompt.endswith(":=") and "sorry" not in t.prompt for t in test + valid)
     prefixes = {t.metadata["name"].split("_")[0] for t in test}
     assert {"mathd", "amc12a", "imo", "aime"} <= prefixes
+    # plyground.tasks lists the theorem sets beside the other problem sets.
+    from plyground import tasks
+
+    assert tasks.load_minif2f_lean(MINIF2F, split="valid") == valid
+    assert len(tasks.load_coq_theorems()) == 170
 
 
 def test_parse_lean_statement() -> None:
