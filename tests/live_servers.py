@@ -1,5 +1,5 @@
-"""Test helpers: an ASGI app served by uvicorn in a thread, and a server backend whose one replica
-is a server that is already listening (no subprocess launched)."""
+"""Test helpers: an ASGI app served by uvicorn in a thread, and a server backend attached to a
+server that is already listening (no subprocess launched)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from plyground.inference.router import ManagedServer, Replica, Router, free_port
+from plyground.inference.router import free_port
 from plyground.inference.server import PlygroundServerBackend
 
 
@@ -34,16 +34,10 @@ def serve_in_thread(app: Any, start_timeout_s: float = 30.0) -> Iterator[str]:
 
 @contextmanager
 def server_backend_over(url: str, model: str = "m", **kwargs: Any) -> Iterator[PlygroundServerBackend]:
-    """A server backend (routing, sticky table, per-replica clients) whose one replica is the
-    server already listening at ``url``, instead of one it launched. ``kwargs`` go to the backend
-    (``request_timeout_s``, ``max_attempts``, ``tokenizer``, ...)."""
-    timeout = float(kwargs.setdefault("request_timeout_s", 30))
-    attempts = int(kwargs.setdefault("max_attempts", 1))
-    backend = PlygroundServerBackend(model, start=False, **kwargs)
-    server = ManagedServer([], port=int(url.removesuffix("/v1").rsplit(":", 1)[1]), name="test-replica")
-    backend.replicas = [Replica(0, server, backend._make_client(server))]
-    backend.router = Router(backend.replicas, request_timeout_s=timeout, max_attempts=attempts)
-    try:
+    """A server backend (routing, sticky table, per-replica clients) attached to the one server
+    already listening at ``url`` (``base_urls``), instead of one it launched. ``kwargs`` go to the
+    backend (``request_timeout_s``, ``max_attempts``, ``tokenizer``, ...)."""
+    kwargs.setdefault("request_timeout_s", 30)
+    kwargs.setdefault("max_attempts", 1)
+    with PlygroundServerBackend(model, base_urls=[url], **kwargs) as backend:
         yield backend
-    finally:
-        backend.close()

@@ -263,7 +263,12 @@ class OpenAIBackend:
                 # close() is sync, so inside our own running loop we can only schedule it.
                 loop.create_task(state.client.close())
             elif loop.is_running():
-                asyncio.run_coroutine_threadsafe(state.client.close(), loop)
+                # Another thread's loop (a server backend's, say): wait for the close to run there,
+                # or a loop stopped right after would drop it (an unclosed client, "never awaited").
+                try:
+                    asyncio.run_coroutine_threadsafe(state.client.close(), loop).result(timeout=5.0)
+                except Exception:
+                    log.debug("closing the openai client failed", exc_info=True)
             else:
                 try:
                     loop.run_until_complete(state.client.close())

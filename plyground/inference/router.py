@@ -34,7 +34,7 @@ import httpx
 
 from plyground.errors import BackendError
 
-__all__ = ["ManagedServer", "Replica", "Router", "StickyTable", "free_port", "prefix_key"]
+__all__ = ["AttachedServer", "ManagedServer", "Replica", "Router", "StickyTable", "free_port", "prefix_key"]
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +239,75 @@ class ManagedServer:
             self._log_path = None
 
 
+class AttachedServer:
+    """A server someone else runs, at ``url`` (``http://host:port``, a trailing ``/v1`` ignored):
+    the same face as :class:`ManagedServer` to the router, without the process. ``start`` and
+    ``restart`` wait until its health paths answer (a replica that went away is waited for, not
+    relaunched), and ``stop`` leaves it running."""
+
+    def __init__(
+        self,
+        url: str,
+        health_paths: Sequence[str] = ("/health",),
+        startup_timeout_s: float = 600.0,
+        name: str = "server",
+    ) -> None:
+        parsed = httpx.URL(url.rstrip("/").removesuffix("/v1"))
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"a server URL looks like http://host:port, got {url!r}")
+        self.url = str(parsed).rstrip("/")
+        self.host = parsed.host
+        self.port = parsed.port
+        self.health_paths = list(health_paths)
+        self.startup_timeout_s = startup_timeout_s
+        self.name = name
+        self.restarts = 0
+
+    @property
+    def root_url(self) -> str:
+        return self.url
+
+    def alive(self) -> bool:
+        return True  # no process of ours to watch: healthy() says whether it answers
+
+    def healthy(self, timeout_s: float = 2.0) -> bool:
+        """Every health path answers 200 within ``timeout_s``."""
+        try:
+            return all(
+                httpx.get(f"{self.url}{path}", timeout=timeout_s).status_code == 200 for path in self.health_paths
+            )
+        except httpx.HTTPError:
+            return False
+
+    def start(self) -> str:
+        """Wait (up to ``startup_timeout_s``) until the server answers; returns its root URL."""
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not self.healthy(timeout_s=2.0):
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"{self.name}: no healthy server at {self.url} ({', '.join(self.health_paths)}) within "
+                    f"{self.startup_timeout_s:g} s"
+                )
+            time.sleep(0.5)
+        return self.url
+
+    def restart(self) -> str:
+        self.restarts += 1
+        return self.start()
+
+    def stop(self, keep_log: bool = False) -> None:
+        """Nothing to stop: the server is not ours."""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return ""
+
+
 @dataclass
 class Replica:
     """A server and whatever client talks to it (built by the backend)."""
 
     index: int
-    server: ManagedServer
+    server: ManagedServer | AttachedServer
     client: Any = None
     outstanding: int = 0
     served: int = 0

@@ -22,6 +22,12 @@ Weight sync (``update_weights(model_or_path, version)``, what ``SyncWeights(push
   caller adapt the request without code changes.
 * ``weight_sync="restart"``: save the full weights and restart each replica on them (slow but
   works on every version).
+
+``base_urls=["http://host:8000", ...]`` attaches to servers that already run (one replica per URL)
+instead of launching them: routing and failover work the same, a replica that stops answering is
+waited for rather than relaunched, and ``close`` leaves the servers running. Weight pushes then
+write to ``sync_dir``, which those servers must be able to read (the same machine or a shared file
+system); ``weight_sync="restart"`` needs launched servers.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import httpx
 
 from plyground.errors import BackendError
 from plyground.inference.openai_compat import OpenAIBackend, _check_seeds, _each_prompt_params, _LoopThread
-from plyground.inference.router import ManagedServer, Replica, Router, free_port
+from plyground.inference.router import AttachedServer, ManagedServer, Replica, Router, free_port
 from plyground.types import Chat, Completion, SamplingParams
 
 __all__ = ["ServerBackend", "VLLMBackend", "vllm_command"]
@@ -119,7 +125,16 @@ class ServerBackend:
         sync_dir: str | None = None,
         tokenizer: Any = None,
         start: bool = True,
+        base_urls: Sequence[str] | None = None,
     ) -> None:
+        if base_urls is not None:
+            # Attach to servers that already run instead of launching them: one replica per URL.
+            if isinstance(base_urls, str) or not base_urls:
+                raise ValueError(f"base_urls must be a non-empty list of server URLs, got {base_urls!r}")
+            if launch_command is not None or ports is not None:
+                raise ValueError("base_urls names running servers: launch_command and ports do not apply")
+            num_replicas = len(base_urls)
+        self.base_urls = list(base_urls) if base_urls is not None else None
         if num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
         if ports is not None and len(ports) != num_replicas:
@@ -190,25 +205,33 @@ class ServerBackend:
         return self.server_command(port)
 
     def start(self) -> None:
-        """Launch every replica (concurrently) and wait until all are healthy."""
+        """Launch every replica (concurrently) and wait until all are healthy; with ``base_urls``,
+        wait until each of those servers answers."""
         if self.router is not None:
             return
-        ports = self.ports or [free_port(self.host) for _ in range(self.num_replicas)]
-        servers = [
-            ManagedServer(
-                self.command_for(port),
-                host=self.host,
-                port=port,
-                health_paths=self.health_paths,
-                startup_timeout_s=self.startup_timeout_s,
-                env=self.server_env(),
-                name=f"{self.name}-{i}",
-            )
-            for i, port in enumerate(ports)
-        ]
+        servers: list[ManagedServer | AttachedServer]
+        if self.base_urls is not None:
+            servers = [
+                AttachedServer(url, self.health_paths, self.startup_timeout_s, name=f"{self.name}-{i}")
+                for i, url in enumerate(self.base_urls)
+            ]
+        else:
+            ports = self.ports or [free_port(self.host) for _ in range(self.num_replicas)]
+            servers = [
+                ManagedServer(
+                    self.command_for(port),
+                    host=self.host,
+                    port=port,
+                    health_paths=self.health_paths,
+                    startup_timeout_s=self.startup_timeout_s,
+                    env=self.server_env(),
+                    name=f"{self.name}-{i}",
+                )
+                for i, port in enumerate(ports)
+            ]
         errors: list[BaseException] = []
 
-        def launch(server: ManagedServer) -> None:
+        def launch(server: ManagedServer | AttachedServer) -> None:
             try:
                 server.start()
             except BaseException as exc:
@@ -232,7 +255,7 @@ class ServerBackend:
             restart_timeout_s=self.startup_timeout_s,
         )
 
-    def _make_client(self, server: ManagedServer) -> Any:
+    def _make_client(self, server: ManagedServer | AttachedServer) -> Any:
         return OpenAIBackend(
             self.request_model,
             base_url=f"{server.root_url}/v1",
@@ -453,6 +476,10 @@ class VLLMBackend(ServerBackend):
         self.reload_request = reload_request
         self.lora_prefix = lora_prefix
         self._loaded_adapter: str | None = None
+        if self.weight_sync == "restart" and kwargs.get("base_urls") is not None:
+            raise ValueError(
+                "weight_sync='restart' relaunches the servers: it needs servers this backend launched, not base_urls"
+            )
         super().__init__(model, **kwargs)
 
     def server_command(self, port: int) -> list[str]:
@@ -496,6 +523,7 @@ class VLLMBackend(ServerBackend):
             body = {k: (sync["path"] if v == "{path}" else v) for k, v in payload.items()}
             self._post(replica, path, body)
         elif mode == "restart":
+            assert isinstance(replica.server, ManagedServer)  # refused with base_urls in __init__
             replica.server.command_template = self._command_with_model(replica.server.port or 0, sync["path"])
             replica.server.restart()
             with contextlib.suppress(Exception):

@@ -176,7 +176,8 @@ def rollout_backend_spec(config: GRPOConfig) -> dict[str, Any]:
     workers, each of which builds its own backend from it (:func:`plyground.scale.backend_from_spec`)."""
     args = dict(config.rollout_backend_args)
     model = args.pop("model", None) or config.model
-    if config.rollout_backend in ("vllm", "sglang") and model.strip().lower() in PLYGROUND_MODEL_NAMES:
+    launched = not args.get("base_urls")
+    if launched and config.rollout_backend in ("vllm", "sglang") and model.strip().lower() in PLYGROUND_MODEL_NAMES:
         raise ValueError(
             f"Ray workers launching {config.rollout_backend} servers need a model every node can load; "
             f"{model!r} is a name only plyground knows: set model (or rollout_backend_args.model) to a "
@@ -321,6 +322,8 @@ class GRPOTrainer(Trainer):
         (``default``, ``tiny``), a folder holding the trainer's current weights and tokenizer."""
         if self.config.rollout_backend not in ("vllm", "sglang") or model.strip().lower() not in PLYGROUND_MODEL_NAMES:
             return model
+        if self.config.rollout_backend_args.get("base_urls"):
+            return model  # attached servers already run a model, under the name requests must use
         folder = Path(tempfile.mkdtemp(prefix="plyground-rollout-model-"))
         self._exported_model = folder
         state = merged_lora_state_dict(self.model) if self.config.lora else None

@@ -438,3 +438,46 @@ def test_a_burst_spread_wider_than_the_window_still_makes_one_batch() -> None:
 def test_the_batch_starts_after_max_wait_even_while_requests_keep_coming() -> None:
     sizes = _staggered_calls(window_ms=100, max_wait_ms=120, count=12, gap_s=0.03)
     assert sum(sizes) == 12 and len(sizes) >= 2
+
+
+def test_a_server_backend_attaches_to_running_servers_and_leaves_them_running(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``base_urls``: two servers someone else runs (here uvicorn threads) as the replicas; requests
+    are spread over both, a weight push reaches both, and close() leaves them serving."""
+    import torch
+    from live_servers import serve_in_thread
+
+    from plyground.errors import BackendError
+    from plyground.inference.hf import HFBackend
+    from plyground.inference.models import tiny_model
+    from plyground.inference.server import PlygroundServerBackend
+
+    model, tok = tiny_model()
+    local = HFBackend(model=model, tokenizer=tok)
+    served = [HFBackend(model=tiny_model()[0], tokenizer=tok) for _ in range(2)]
+    chats = [[Message("user", f"Name a colour, {i}.")] for i in range(6)]
+    params = SamplingParams(max_tokens=4, temperature=0, logprobs=True)
+    with serve_in_thread(create_app(served[0], model_name="tiny")) as url0, serve_in_thread(
+        create_app(served[1], model_name="tiny")
+    ) as url1:
+        with PlygroundServerBackend(
+            "tiny", base_urls=[url0, url1], tokenizer=tok, sync_dir=str(tmp_path / "w"), request_timeout_s=60
+        ) as remote:
+            assert [r.server.root_url for r in remote.replicas] == [url0.removesuffix("/v1"), url1.removesuffix("/v1")]
+            remote.generate(chats, params)
+            assert remote.router is not None and all(r.served > 0 for r in remote.replicas)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.05 * torch.randn_like(p))
+            remote.update_weights(model, version=1)
+            got = remote.generate(chats, params)
+        want = local.generate(chats, params)
+        for [g], [w] in zip(got, want, strict=True):
+            assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
+        # Both replicas got the new weights, and closing the backend left them serving.
+        for backend in served:
+            assert torch_allclose(backend.model.lm_head.weight, model.lm_head.weight.detach())
+        assert httpx.get(url0.removesuffix("/v1") + "/health", timeout=5).status_code == 200
+    with pytest.raises(ValueError, match="base_urls"):
+        PlygroundServerBackend("tiny", base_urls=[], start=False)
+    with pytest.raises(BackendError, match="no healthy server"):
+        PlygroundServerBackend("tiny", base_urls=["http://127.0.0.1:9"], startup_timeout_s=0.5)
