@@ -118,6 +118,9 @@ class ValueCritic(Usage):
         self.last_error = ""
         self._warned = False
 
+    def usage(self) -> dict[str, float]:
+        return {**super().usage(), "failures": self.failures}
+
     def prepare(self, env: TextEnv) -> None:
         if self._fixed_instructions is None:
             self.instructions = env.instructions

@@ -309,6 +309,9 @@ class SelfCritic(Usage):
         self.instructions = instructions or ""
         self.parse_failures = 0
 
+    def usage(self) -> dict[str, float]:
+        return {**super().usage(), "failures": self.parse_failures}
+
     def prepare(self, env: TextEnv) -> None:
         if self._fixed_instructions is None:
             self.instructions = env.instructions
@@ -386,6 +389,7 @@ class Meter:
         c = usage_delta(self.c0, any_usage(self.critic))
         stats.proposer_calls = int(p["prompts"])
         stats.critic_calls = int(c["prompts"])
+        stats.critic_failures = int(c.get("failures", 0))
         stats.llm_calls = int(p["calls"] + c["calls"])
         stats.generations = int(p["generations"] + c["generations"])
         stats.tokens = int(p["tokens"] + c["tokens"])

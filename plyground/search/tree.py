@@ -272,6 +272,9 @@ class SearchStats(JsonRecord):
     generations: int = 0
     tokens: int = 0
     critic_calls: int = 0
+    critic_failures: int = 0
+    """Critic answers that gave no value: unparsable self-critique replies (ranked by log-probability
+    instead), or nodes a value model left without values (it raised, or returned NaN)."""
     env_steps: int = 0
     wall_s: float = 0.0
     model_s: float = 0.0

@@ -129,7 +129,7 @@ def test_a_failing_value_model_does_not_crash_the_search_and_is_counted(q_fn: An
     assert result.root is not None
     assert all(node.critic is None for node in result.root.walk())  # no Qhat: plain MCTS
     assert critic.calls == result.stats.nodes_expanded > 0
-    assert critic.failures == result.stats.nodes_expanded  # one node per expansion, all left without values
+    assert critic.failures == result.stats.nodes_expanded == result.stats.critic_failures  # all left without values
     assert critic.errors == (critic.calls if raised else 0)
     if q_fn is _raises:
         assert "value model down" in critic.last_error

@@ -115,7 +115,7 @@ def test_self_critic_ranks_by_repeated_picks() -> None:
     assert scores[0] == [0.0, 1.0, 0.5]  # b first, then c (higher logprob), then a
     assert scores[1] == [1.0]
     assert backend.calls == 2 and critic.prompts == 2  # K - 1 rounds, the single node needs none
-    assert critic.parse_failures == 1
+    assert critic.parse_failures == 1 == critic.usage()["failures"]
 
 
 def test_mcts_with_self_critique_mixes_values() -> None:
@@ -123,6 +123,7 @@ def test_mcts_with_self_critique_mixes_values() -> None:
     cfg = MCTSConfig(simulations=30, k=3, rollout="none", alpha=0.5, stop_on_success=False)
     result = mcts(ChainEnv(target="bbb"), RandomProposer(seed=0, actions=["a", "b", "c"]), cfg, critic=critic, seed=0)
     assert result.success and result.stats.critic_calls > 0
+    assert result.stats.critic_failures == critic.parse_failures > 0  # each search's "hmm" replies
     assert result.stats.llm_calls == result.stats.nodes_expanded + critic.calls
     root = result.root
     assert root is not None
