@@ -119,7 +119,13 @@ class _RolloutWorker:
         ``update_weights`` takes (a checkpoint path for vLLM/SGLang)."""
         model = getattr(self.backend, "model", None)
         if isinstance(weights, dict) and model is not None and hasattr(model, "load_state_dict"):
-            model.load_state_dict(weights)
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            # A tensor tied to a loaded one (a tied lm_head) may be left out; nothing else may.
+            own = model.state_dict()
+            loaded = {own[k].data_ptr() for k in weights if k in own}
+            untied = [k for k in missing if own[k].data_ptr() not in loaded]
+            if unexpected or untied:
+                raise ValueError(f"weights do not fit the worker's model: missing {untied}, unexpected {unexpected}")
         elif callable(getattr(self.backend, "update_weights", None)):
             self.backend.update_weights(weights, version)
         else:
@@ -269,7 +275,7 @@ class RolloutPool:
 
 
 def _make_ray_grpo() -> type:
-    from plyground.trainers.grpo import GRPOTrainer
+    from plyground.trainers.grpo import GRPOTrainer, merged_lora_state_dict
     from plyground.types import SamplingParams
 
     class _RayGRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
@@ -285,7 +291,9 @@ def _make_ray_grpo() -> type:
         def sample(self, rollout_index: int) -> list[Trajectory]:
             c = self.config
             if self.pushed_version != self.step:
-                state = {k: v.detach().cpu() for k, v in self.base_model.state_dict().items()}
+                # The workers' hf models are plain models: a LoRA run sends the merged weights.
+                weights = merged_lora_state_dict(self.model) if c.lora else self.base_model.state_dict()
+                state = {k: v.detach().cpu() for k, v in weights.items()}
                 self.pool.push_weights(state, self.step)
                 self.pushed_version = self.step
             first = c.seed * 1_000_003 + rollout_index * c.tasks_per_step

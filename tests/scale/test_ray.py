@@ -70,7 +70,8 @@ def test_env_actor_remote_reset_step_snapshot_restore(ray_session) -> None:  # t
 
 
 @pytest.mark.slow  # ~40-80 s: each worker process imports torch and transformers; run with -m slow
-def test_short_grpo_run_with_ray_rollouts(ray_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_short_grpo_run_with_ray_rollouts(ray_session, tmp_path: Path, lora: bool) -> None:  # type: ignore[no-untyped-def]
     from plyground.inference.models import tiny_model
     from plyground.trainers import GRPOConfig
 
@@ -79,14 +80,17 @@ def test_short_grpo_run_with_ray_rollouts(ray_session, tmp_path: Path) -> None: 
     try:
         config = GRPOConfig(
             out_dir=str(tmp_path), env_id="GuessNumber-v0", env_kwargs=GUESS_SMALL, tasks_per_step=2, group_size=2,
-            max_tokens=8, max_turns=2, total_steps=2, micro_batch_size=4, lr=1e-3, beta=0.0,
+            max_tokens=8, max_turns=2, total_steps=2, micro_batch_size=4, lr=1e-2 if lora else 1e-3, beta=0.0,
+            entropy_coef=0.05, lora=lora,  # the entropy bonus moves the tiny model, which scores 0 everywhere
         )  # fmt: skip
         trainer = RayGRPOTrainer(config, model, tok, pool=pool)
         history = trainer.train()
         assert [h["step"] for h in history] == [1, 2]
-        # The workers sampled with the trainer's weights (pushed before each rollout batch): the
-        # trainer's log-probabilities of the sampled tokens match the workers'.
+        # The workers sampled with the trainer's weights (pushed before each rollout batch, merged
+        # for LoRA): the trainer's log-probabilities of the sampled tokens match the workers', before
+        # the first update and after it.
         assert history[0]["losses/ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+        assert history[1]["losses/ratio_mean"] == pytest.approx(1.0, abs=1e-3)
         assert pool.info()[0]["version"] == 1  # weights after the first update reached the worker
         assert all(t.tokens is not None for t in trainer.last_trajectories)
     finally:
