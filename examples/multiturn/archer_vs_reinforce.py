@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -149,12 +150,20 @@ def maze_warm_policy(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]
     else:
         env_kwargs = {"maze": "umaze", "max_steps": args.max_steps}
         corpus = maze_corpus(args.max_steps)
-    model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=corpus)
+    pretrained = getattr(args, "policy_model", None)
+    if pretrained:
+        # A pretrained policy (the paper's setting: a GPT-2 actor), e.g. the embedded SmolLM2
+        # ("default"); sensible on a GPU. Its own tokenizer: no compact vocabulary.
+        from plyground.inference.models import load_model
+
+        model, tok = load_model(pretrained)
+        size = "_" + re.sub(r"[^\w.-]+", "-", pretrained)
+    else:
+        model, tok = small_policy(seed=0, hidden=args.hidden, layers=args.layers, corpus=corpus)
+        size = f"_h{args.hidden}_l{args.layers}"
     vocab = hashlib.sha1(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()[:10]
     game = f"_20q{args.objects}x{args.max_questions}" if twentyq else f"_ms{args.max_steps}"
-    cache = Path(args.out) / (
-        f"warm_v{len(tok)}-{vocab}_h{args.hidden}_l{args.layers}_eps{args.eps}_steps{args.sft_steps}{game}.pt"
-    )
+    cache = Path(args.out) / f"warm_v{len(tok)}-{vocab}{size}_eps{args.eps}_steps{args.sft_steps}{game}.pt"
     if cache.exists():
         model.load_state_dict(torch.load(cache))
         return model, tok, env_kwargs
@@ -350,6 +359,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sft-steps", type=int, default=60)
     ap.add_argument("--hidden", type=int, default=64, help="policy width")
     ap.add_argument("--layers", type=int, default=2, help="policy layers")
+    ap.add_argument("--policy-model", default=None,
+                    help="a pretrained policy instead of the small one (default = the embedded SmolLM2, tiny, a "
+                    "folder); its own tokenizer; meant for a GPU")
     ap.add_argument("--max-tokens", type=int, default=5,
                     help="tokens per reply (2 = exactly 'move <dir>': the env reads the last move in a reply, so "
                     "longer replies of an exploring policy carry junk that changes which move is played)")
