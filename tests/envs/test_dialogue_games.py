@@ -556,19 +556,36 @@ def test_an_oracle_backend_that_cannot_be_built_or_reached_never_breaks_a_step(e
         env.close()
 
 
-def test_the_env_arg_path_builds_an_llm_oracle_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_env_arg_path_builds_an_llm_oracle_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``plyground eval CarDealer-v0 --env-arg oracle_backend=hf --env-arg oracle_model=tiny``: the
-    buyer is the tiny model (the dealer is a scripted policy; the buyer answers every line)."""
+    buyer is the tiny model (the dealer is a scripted policy; the buyer answers every line), loaded
+    once and shared by the concurrent envs, and the run records the spec, not an object."""
     from plyground.cli import EXIT_OK, EXIT_USAGE, _parse_kv, main
+    from plyground.inference.hf import HFBackend
 
+    built: list[HFBackend] = []
+    real_init = HFBackend.__init__
+
+    def counting_init(self: HFBackend, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "__init__", counting_init)
     assert _parse_kv(["oracle_backend=hf", "oracle_model=tiny"]) == {"oracle_backend": "hf", "oracle_model": "tiny"}
     args = ["eval", "CarDealer-v0", "--backend", "scripted", "--model", "plyground.envs.guess_number:bisection_chat_policy",
-            "--env-arg", "oracle_backend=hf", "--env-arg", "oracle_model=tiny", "--episodes", "1", "--max-turns", "2",
-            "--concurrency", "1", "--out", str(tmp_path), "--no-progress", "--json"]
+            "--env-arg", "oracle_backend=hf", "--env-arg", "oracle_model=tiny", "--episodes", "3", "--max-turns", "2",
+            "--concurrency", "3", "--out", str(tmp_path), "--no-progress", "--json"]
     assert main(args) == EXIT_OK, capsys.readouterr().err
+    assert len(built) == 1  # one oracle model for the three concurrent envs
     trajectories = [json.loads(line) for line in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
-    turns = trajectories[0]["turns"]
-    assert len(turns) == 2 and all("oracle_error" not in t["info"] and t["info"]["buyer_line"] for t in turns)
+    assert len(trajectories) == 3
+    for trajectory in trajectories:
+        turns = trajectory["turns"]
+        assert len(turns) == 2 and all("oracle_error" not in t["info"] and t["info"]["buyer_line"] for t in turns)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["identity"]["env_kwargs"] == {"oracle_backend": "hf", "oracle_model": "tiny"}
     # A name that is no backend fails before any episode, as a usage error.
     capsys.readouterr()
     assert main(["search", "TwentyQuestions-v0", "--env-arg", "oracle_backend=nope"]) == EXIT_USAGE
