@@ -8,10 +8,9 @@ Exit codes: 0 success, 1 unexpected failure, 2 bad usage (unknown env, bad optio
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,27 +138,7 @@ def _connect_ray(address: str, err: Console) -> None:
         init_ray(None if address == "local" else address, runtime_env={"env_vars": env_vars})
 
 
-@contextlib.contextmanager
-def _shared_oracle(env_kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """``env_kwargs`` for the envs a command plays here, with an oracle named in ``--env-arg
-    oracle_backend=NAME`` (or a spec, with ``oracle_model``) built once and shared by all of them:
-    otherwise each concurrent env would load its own copy of the oracle model. Closed at the end."""
-    source = env_kwargs.get("oracle_backend")
-    if not isinstance(source, (str, dict)):
-        yield env_kwargs
-        return
-    from plyground.envs.lmrl.oracle import oracle_backend_source
-    from plyground.scale.ray_workers import backend_from_spec
-
-    backend = backend_from_spec(oracle_backend_source(source, env_kwargs.get("oracle_model")))
-    try:
-        yield {**{k: v for k, v in env_kwargs.items() if k != "oracle_model"}, "oracle_backend": backend}
-    finally:
-        backend.close()
-
-
 def cmd_eval(args: argparse.Namespace, out: Console) -> int:
-    from plyground.envs import make
     from plyground.evaluation import EvalConfig, EvalSummary, evaluate
     from plyground.types import SamplingParams
 
@@ -201,16 +180,10 @@ def cmd_eval(args: argparse.Namespace, out: Console) -> int:
         with err.status(f"loading {args.backend} backend ({args.model})", spinner="dots"):
             backend = make_cli_backend(args)
         try:
-            with _shared_oracle(env_kwargs) as shared:
-                for config in configs:
-
-                    def envs(env_id: str = config.env_id) -> Any:
-                        return make(env_id, **shared)
-
-                    progress = not args.no_progress
-                    summaries.append(
-                        evaluate(config, backend, model_name=args.model, console=err, progress=progress, env_factory=envs)
-                    )
+            for config in configs:
+                summaries.append(
+                    evaluate(config, backend, model_name=args.model, console=err, progress=not args.no_progress)
+                )
         finally:
             backend.close()
     if args.json:
@@ -334,14 +307,12 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     results, pairs, sft = [], [], []
     start = time.perf_counter()
-    stack = contextlib.ExitStack()
     try:
-        shared = stack.enter_context(_shared_oracle(env_kwargs))
         for episode in range(args.episodes):
             seed = args.seed + episode
             proposer: Any = RandomProposer(seed) if backend is None else Proposer(backend, sampling)
             result = run_search(
-                args.algo, lambda: make(args.env, **shared), proposer, args.budget, seed,
+                args.algo, lambda: make(args.env, **env_kwargs), proposer, args.budget, seed,
                 config=config, critic=critic, env_id=args.env,
             )
             results.append(result)
@@ -355,7 +326,6 @@ def cmd_search(args: argparse.Namespace, out: Console) -> int:
                 f"{result.stats.proposer_calls} proposer calls, {result.stats.nodes_expanded} nodes[/dim]"
             )
     finally:
-        stack.close()
         if backend is not None:
             backend.close()
     point = summarize(args.algo, args.budget, results)
@@ -411,13 +381,12 @@ def cmd_bench(args: argparse.Namespace, out: Console) -> int:
     sampling = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
     points: list[ThroughputPoint] = []
     try:
-        with _shared_oracle(env_kwargs) as shared:
-            for env_id in args.env:
-                err.print(f"[dim]{env_id}: warm-up, then {args.episodes} episodes at concurrency {args.concurrency}[/dim]")
-                points += measure_throughput(
-                    env_id, backend, args.concurrency, args.episodes, sampling, args.max_turns, shared,
-                    progress=lambda p: err.print(f"[dim]  concurrency {p.concurrency}: {p.turns_per_s:.2f} turns/s[/dim]"),
-                )  # fmt: skip
+        for env_id in args.env:
+            err.print(f"[dim]{env_id}: warm-up, then {args.episodes} episodes at concurrency {args.concurrency}[/dim]")
+            points += measure_throughput(
+                env_id, backend, args.concurrency, args.episodes, sampling, args.max_turns, env_kwargs,
+                progress=lambda p: err.print(f"[dim]  concurrency {p.concurrency}: {p.turns_per_s:.2f} turns/s[/dim]"),
+            )  # fmt: skip
     finally:
         backend.close()
     records = [p.to_dict() for p in points]

@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plyground.envs import make, spec
-from plyground.envs.core import TextEnv
 from plyground.evaluation.metrics import EvalSummary, summarize
 from plyground.inference.base import Backend
 from plyground.rollout.collector import EpisodeSpec, RolloutConfig, collect_sync, episode_specs
@@ -95,15 +94,12 @@ def evaluate(
     model_name: str = "",
     console: Console | None = None,
     progress: bool = True,
-    env_factory: Callable[[], TextEnv] | None = None,
 ) -> EvalSummary:
     """Run (or resume) an evaluation; returns its summary and writes files if ``out_dir`` is set.
 
     ``backend`` is a backend (episodes are played here, by the rollout collector) or an
     :class:`EpisodeRunner` such as a Ray :class:`~plyground.scale.RolloutPool` (played by its
-    workers); files, resume and the summary are the same either way. ``env_factory`` makes the
-    envs played here (default ``make(config.env_id, **config.env_kwargs)``), e.g. to share one
-    object among them; it must make the env ``config`` describes."""
+    workers); files, resume and the summary are the same either way."""
     console = console or Console(stderr=True)
     out = Path(config.out_dir) if config.out_dir else None
     done: list[Trajectory] = []
@@ -156,7 +152,7 @@ def evaluate(
                 backend.collect(todo, rollout, on_trajectory=on_trajectory)
             elif todo:
                 collect_sync(
-                    env_factory or (lambda: make(config.env_id, **config.env_kwargs)),
+                    lambda: make(config.env_id, **config.env_kwargs),
                     cast(Backend, backend),
                     todo,
                     rollout,

@@ -590,3 +590,24 @@ def test_the_env_arg_path_builds_an_llm_oracle_by_name(
     capsys.readouterr()
     assert main(["search", "TwentyQuestions-v0", "--env-arg", "oracle_backend=nope"]) == EXIT_USAGE
     assert "Unknown oracle backend 'nope'" in capsys.readouterr().err
+
+
+def test_oracles_of_one_spec_share_one_backend_until_the_last_closes() -> None:
+    """Concurrent envs with the same oracle spec use one backend; the last close closes it."""
+    spec = {"name": "scripted", "policy": "plyground.envs.guess_number:bisection_chat_policy"}
+    first, second = (plyground.make("TwentyQuestions-v0", oracle_backend=dict(spec)) for _ in range(2))
+    other = plyground.make("TwentyQuestions-v0", oracle_backend={**spec, "tokenizer": None})
+    for env in (first, second, other):
+        env.reset(seed=0)
+        env.step("Is it an animal?")
+    oracles = [env.unwrapped.oracle for env in (first, second, other)]  # type: ignore[attr-defined]
+    assert oracles[0].backend is oracles[1].backend is not None
+    assert oracles[2].backend is not oracles[0].backend  # another spec, another backend
+    shared = oracles[0].backend
+    closed: list[bool] = []
+    shared.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    first.close()
+    assert not closed and oracles[1].backend is shared
+    second.close()
+    assert closed == [True]
+    other.close()

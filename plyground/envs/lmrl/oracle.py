@@ -29,7 +29,9 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import inspect
+import json
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -154,13 +156,57 @@ def _check_backend_arguments(name: str, kwargs: dict[str, Any]) -> None:
         raise ValueError(f"oracle backend {name!r}: {exc} (arguments given: {sorted(kwargs) or 'none'})") from None
 
 
+class _SharedBackends:
+    """Oracle backends built from specs, one per distinct spec, shared by the oracles alive at the
+    same time in this process and closed when the last of them lets go. Concurrent episodes each
+    make an env (the rollout collector makes ``concurrency`` of them per batch): without sharing,
+    each would load its own copy of the oracle model. A backend object passed in is never shared
+    or closed here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, tuple[Any, int]] = {}
+
+    @staticmethod
+    def _key(spec: dict[str, Any]) -> str:
+        return json.dumps(spec, sort_keys=True, default=repr)
+
+    def acquire(self, spec: dict[str, Any]) -> Any:
+        """The backend of ``spec``, built on the first acquire (raises what the build raises)."""
+        from plyground.scale.ray_workers import backend_from_spec
+
+        key = self._key(spec)
+        with self._lock:  # one build per spec: oracles asking at once wait for it
+            backend, users = self._live.get(key, (None, 0))
+            if backend is None:
+                backend = backend_from_spec(spec)
+            self._live[key] = (backend, users + 1)
+            return backend
+
+    def release(self, spec: dict[str, Any], backend: Any) -> None:
+        """One user fewer; the last one closes the backend."""
+        key = self._key(spec)
+        with self._lock:
+            live, users = self._live.get(key, (None, 0))
+            if live is backend and users > 1:
+                self._live[key] = (live, users - 1)
+                return
+            if live is backend:
+                del self._live[key]
+        backend.close()
+
+
+_SHARED = _SharedBackends()
+
+
 class LLMOracle:
     """An oracle played by an inference backend given a role prompt.
 
     ``backend`` is a backend object (used as given; its owner closes it), or a registered backend
-    name or spec dict (checked now by :func:`oracle_backend_source`, built on the first answer and
-    closed by :meth:`close`; a build that fails gives the fallback with the reason in
-    ``last_error`` on every answer, without retrying). ``role_prompt`` is the system message;
+    name or spec dict (checked now by :func:`oracle_backend_source`, built on the first answer,
+    shared with the other live oracles of the same spec and closed by the last one's
+    :meth:`close`; a build that fails gives the fallback with the reason in ``last_error`` on
+    every answer, without retrying). ``role_prompt`` is the system message;
     ``{secret}`` in it is replaced by ``describe(secret)`` (default ``str``). Each answer sends the
     role prompt, the earlier exchanges (agent lines as user messages, answers as assistant
     messages) and the new line.
@@ -207,10 +253,8 @@ class LLMOracle:
     def _ensure_backend(self) -> Any:
         """The backend, built from the spec on first use; None when that build failed."""
         if self.backend is None and self.backend_spec is not None and self._build_error is None:
-            from plyground.scale.ray_workers import backend_from_spec
-
             try:
-                self.backend = backend_from_spec(self.backend_spec)
+                self.backend = _SHARED.acquire(self.backend_spec)
             except Exception as exc:  # a build failure is the oracle's failure, never the step's
                 self._build_error = (
                     f"the oracle backend {self.backend_spec['name']!r} could not be built: {type(exc).__name__}: {exc}"
@@ -245,13 +289,14 @@ class LLMOracle:
         return self.fallback
 
     def close(self) -> None:
-        """Stop the worker thread, and close the backend if this oracle built it from a spec."""
+        """Stop the worker thread, and let go of a backend built from a spec (the last oracle
+        using it closes it)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
         if self.backend_spec is not None and self.backend is not None:
             backend, self.backend = self.backend, None
-            backend.close()
+            _SHARED.release(self.backend_spec, backend)
 
 
 # -- text helpers ----------------------------------------------------------------------------------
