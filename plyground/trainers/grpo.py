@@ -288,10 +288,14 @@ class GRPOTrainer(Trainer):
 
     @backend.setter
     def backend(self, value: Any) -> None:
+        """Sample from ``value`` from now on, taken to hold the current weights: one with
+        ``update_weights`` gets the later ones pushed, one without is used as it is."""
         if value is not self._backend:
             self.close()
         self._backend = value
         self.owns_backend = False
+        self._shared_backend = not callable(getattr(value, "update_weights", None))
+        self.synced_version = self.step
 
     def _launch_backend(self) -> None:
         c = self.config
@@ -315,7 +319,8 @@ class GRPOTrainer(Trainer):
         # Closed with the trainer, or at interpreter exit if nobody closed it: no orphan servers.
         self._closer = weakref.finalize(self, _close_backend, backend, exported)
         self._backend = backend
-        self.synced_version = None
+        # A server started from a folder of the current weights holds them already.
+        self.synced_version = self.step if exported is not None else None
 
     def _served_model(self, model: str) -> str:
         """What the server loads: ``model``, or, for a vLLM/SGLang server and a name only plyground knows

@@ -246,7 +246,8 @@ def test_vllm_gets_a_folder_of_the_trainers_weights_for_a_plyground_model_name(
                         rollout_backend_args={"gpu_memory_utilization": 0.3}, **SMALL)  # fmt: skip
     trainer = GRPOTrainer(config)
     backend = trainer.backend
-    assert backend is made[0] and backend.pushes == [(trainer.base_model, 0)]
+    # The server starts from a folder of the current weights: no push of the same weights on top.
+    assert backend is made[0] and backend.pushes == []
     folder = Path(backend.kwargs["model"])
     assert (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists()
     assert backend.kwargs["gpu_memory_utilization"] == 0.3 and backend.kwargs["tokenizer"] is trainer.tokenizer
@@ -400,3 +401,21 @@ def test_cli_train_on_ray_workers_that_launch_plyground_servers(tmp_path: Path) 
     assert [r["step"] for r in records] == [1, 2]
     assert "rollout/policy_version" not in records[0]  # the trainer launched no server of its own
     assert all(r["losses/ratio_mean"] == pytest.approx(1.0, abs=1e-3) for r in records), records
+
+
+def test_a_backend_set_on_a_server_configured_trainer_is_used_as_given(tmp_path: Path) -> None:
+    """Replacing ``trainer.backend`` (tests, scripted policies) takes the new backend as holding the
+    current weights: one without update_weights is not pushed to, one with it gets later pushes."""
+    from plyground.inference.scripted import ScriptedBackend
+
+    config = GRPOConfig(out_dir=str(tmp_path), total_steps=1, rollout_backend="plyground-server", **SMALL)
+    trainer = GRPOTrainer(config)
+    scripted = ScriptedBackend(lambda chat: "<action>1</action>")
+    trainer.backend = scripted
+    assert trainer.backend is scripted  # no push attempted (it has no update_weights)
+    recording = _RecordingBackend()
+    trainer.backend = recording
+    assert trainer.backend is recording and recording.pushes == []
+    trainer.step = 1  # as after an update
+    assert trainer.backend is recording and recording.pushes == [(trainer.base_model, 1)]
+    trainer.close()
