@@ -384,9 +384,21 @@ class ServerBackend:
         self._after_sync(sync)
         sync["save_s"] = saved - started
         sync["push_s"] = time.perf_counter() - saved
+        previous = self.sync_log[-1]["path"] if self.sync_log else None
         self.sync_log.append(sync)
         self.policy_version = version
+        self._drop_weights(previous, sync["path"])
         return sync
+
+    def _drop_weights(self, previous: str | None, current: str) -> None:
+        """Delete the previous push's folder once every replica has the new one, if this backend
+        wrote it (``sync_dir/v<N>``): a replica that restarts is given the last push only, and a
+        long run would otherwise keep a full copy of the weights per push on disk."""
+        if previous is None or previous == current or self._sync_dir is None:
+            return
+        folder = Path(previous)
+        if folder.parent.resolve() == self._sync_dir.resolve() and folder.name.startswith("v"):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _prepare_sync(self, model_or_path: Any, version: int) -> dict[str, Any]:
         return {"version": version, "path": save_weights(model_or_path, self.sync_dir / f"v{version}")}
