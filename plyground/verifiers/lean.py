@@ -123,7 +123,8 @@ class _Timeout(Exception):
 class _Slot:
     repl: LeanRepl | None = None
     envs: dict[str, int | None] = field(default_factory=dict)  # header -> environment id
-    generation: int = -1  # repl.restarts when ``envs`` was filled
+    failed: dict[str, str] = field(default_factory=dict)  # header -> why it failed, not rerun
+    generation: int = -1  # repl.restarts when ``envs`` and ``failed`` were filled
     checks: int = 0
 
 
@@ -140,7 +141,8 @@ class LeanProofVerifier:
     - ``allowed_axioms``: axioms allowed besides ``STANDARD_AXIOMS`` (also
       ``task.metadata["allowed_axioms"]``); ``check_axioms=False`` skips ``#print axioms``;
     - ``processes``: how many REPL processes serve concurrent calls (each holds the header's
-      environment: several GiB with Mathlib);
+      environment: several GiB with Mathlib); ``max_wait_s``: how long a call waits for a free
+      one before it is answered with an error;
     - ``recycle_after``: a REPL keeps every environment it made, so after this many checks its
       process is replaced by a fresh one (None: never).
     """
@@ -155,6 +157,7 @@ class LeanProofVerifier:
     check_axioms: bool = True
     allowed_axioms: tuple[str, ...] = ()
     processes: int = 1
+    max_wait_s: float = 600.0
     recycle_after: int | None = 1000
     _slots: queue.Queue[_Slot] = field(init=False, repr=False, compare=False)
     _all: list[_Slot] = field(init=False, repr=False, compare=False)
@@ -230,7 +233,11 @@ class LeanProofVerifier:
         header = str(task.metadata.get("header", self.header))
         allowed = set(STANDARD_AXIOMS) | set(self.allowed_axioms) | set(task.metadata.get("allowed_axioms", ()))
 
-        slot = self._slots.get()
+        try:
+            slot = self._slots.get(timeout=self.max_wait_s)
+        except queue.Empty:
+            why = f"waited {self.max_wait_s:g} s for a free Lean REPL process"
+            return verdict(False, "every Lean REPL process is busy", why)
         try:
             for attempt in (1, 2):  # a crash restarted the REPL: once more on the fresh process
                 try:
@@ -254,13 +261,16 @@ class LeanProofVerifier:
     def _env_id(self, slot: _Slot, repl: LeanRepl, header: str) -> int | None:
         """The environment id of ``header`` in this REPL process (run once, then cached)."""
         if slot.generation != repl.restarts:
-            slot.envs, slot.generation = {}, repl.restarts
+            slot.envs, slot.failed, slot.generation = {}, {}, repl.restarts
         if not header.strip():
             return None
+        if header in slot.failed:  # the same header fails the same way: not run again
+            raise _HeaderFailed(slot.failed[header])
         if header not in slot.envs:
             answer = repl.command(header, timeout_s=self.header_timeout_s)
             if not answer.ok or answer.env is None:
-                raise _HeaderFailed(f"the header failed: {'; '.join(answer.errors)[:500] or answer.raw}")
+                slot.failed[header] = f"the header failed: {'; '.join(answer.errors)[:500] or answer.raw}"
+                raise _HeaderFailed(slot.failed[header])
             slot.envs[header] = answer.env
         return slot.envs[header]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -237,3 +238,34 @@ def test_minif2f_statements_go_through_verbatim(tmp_path: Path) -> None:
         assert restated.correct, restated
         # Anything else reaches the replayer as an unexpected request: a Lean error, not a pass.
         assert not verifier.verify(task, "by simp").correct
+
+
+def test_a_failing_header_is_not_run_again(wrapper: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from plyground.proving.lean_repl import LeanRepl
+
+    sent: list[str] = []
+    real_command = LeanRepl.command
+
+    def counting(self: LeanRepl, text: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(text)
+        return real_command(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(LeanRepl, "command", counting)
+    task = Task(id="h", prompt=TASK.prompt, metadata={"header": "open Nonexistent"})
+    with make(wrapper) as verifier:
+        first, second = verifier.verify(task, "by simp"), verifier.verify(task, "by omega")
+    assert first.error == second.error and first.error is not None and "header failed" in first.error
+    assert sent.count("open Nonexistent") == 1
+
+
+def test_a_call_waits_for_a_free_process_at_most_max_wait_s(wrapper: list[str]) -> None:
+    with make(wrapper, timeout_s=2.0, max_wait_s=0.2) as verifier, ThreadPoolExecutor(2) as pool:
+        verifier.verify(TASK, "by simp")  # the header's environment is made: the next call goes straight in
+        stuck = pool.submit(verifier.verify, TASK, "by __hang__")
+        time.sleep(0.3)  # the hanging check holds the only process
+        start = time.perf_counter()
+        waited = verifier.verify(TASK, "by simp")
+        assert time.perf_counter() - start < 1.0
+        assert not waited.correct and waited.error == "waited 0.2 s for a free Lean REPL process"
+        assert stuck.result().error == "timed out after 2 s"
+        assert verifier.verify(TASK, "by simp").correct  # the process is free again
