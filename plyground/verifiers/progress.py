@@ -148,8 +148,8 @@ class ProgressVerifier:
 
     ``steps(task, response)`` gives the per-step :class:`StepProgress`; ``verify(task, response)``
     (the ``Verifier`` protocol) scores the response by ``J`` after all of it, the prover's success
-    given the whole trace, with ``correct`` the response's own answer checked against
-    ``task.answer``. The prompt the prover continues is ``task.prompt`` as one user message (after
+    given the whole trace, with ``correct`` the response's own answer judged by ``outcome``
+    (default ``MathVerifier``) against ``task.answer``. The prompt the prover continues is ``task.prompt`` as one user message (after
     ``system`` when given). Each estimate is ``1 + steps`` prompts x ``k`` samples in one backend
     call, seeded (``seed``) so a verdict repeats on the same backend; ``timeout_s`` bounds the call
     (a late call is reported in ``error`` and its result dropped). ``correct`` overrides how a
@@ -169,6 +169,9 @@ class ProgressVerifier:
     timeout_s: float = 300.0
     system: str | None = None
     correct: Callable[[Task, str], bool] | None = field(default=None, repr=False)
+    outcome: Any = field(default=None, repr=False)
+    """The ``Verifier`` of the response's own answer in ``verify`` (default ``MathVerifier``;
+    with ``correct`` given, ``correct`` judges it)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("forced", "rollout"):
@@ -202,13 +205,26 @@ class ProgressVerifier:
     def verify(self, task: Task, response: str) -> Verdict:
         start = time.perf_counter()
         result = self.steps(task, response)
-        checker = self._checker(task)
-        own = bool(checker is not None and isinstance(response, str) and _safe(checker, response))
+        own = isinstance(response, str) and self._own_answer_is_right(task, response)
         if result.error is not None:
             return Verdict(0.0, own, "progress not estimated", result.error, time.perf_counter() - start)
         shown = ", ".join(f"{p:+.2f}" for p in result.progress)
         reason = f"J {result.values[0]:.2f} -> {result.values[-1]:.2f}; progress per step: {shown or 'no steps'}"
         return Verdict(result.values[-1], own, reason, None, time.perf_counter() - start)
+
+    def _own_answer_is_right(self, task: Task, response: str) -> bool:
+        """The whole response judged as an answer: the forced-answer checker's fallbacks (the first
+        word of a short completion) do not fit a full response, so a ``Verifier`` judges it."""
+        if self.correct is not None:
+            custom = self.correct
+            return _safe(lambda text: custom(task, text), response)
+        if task.answer is None:
+            return False
+        if self.outcome is None:
+            from plyground.verifiers.math import MathVerifier
+
+            self.outcome = MathVerifier()
+        return bool(self.outcome.verify(task, response).correct)
 
     def _checker(self, task: Task) -> Callable[[str], bool] | None:
         if self.correct is not None:

@@ -130,3 +130,11 @@ def test_threads_share_one_verifier() -> None:
 def test_any_response_gives_a_verdict(response: str) -> None:
     verdict = ProgressVerifier(insightful_prover([]), k=1).verify(TASK, response)
     assert 0.0 <= verdict.score <= 1.0 and verdict.error is None
+
+
+def test_the_response_itself_is_judged_as_a_whole_answer() -> None:
+    """Not by the forced-answer checker's first-word fallback: "Paris is not it" is no answer Paris."""
+    task = Task(id="c", prompt="Capital of France?", answer="Paris")
+    verifier = ProgressVerifier(ScriptedBackend(lambda chat: "\\boxed{Lyon}"), k=1)
+    assert not verifier.verify(task, "Paris is not it; the capital is Lyon.").correct
+    assert verifier.verify(task, "It is \\boxed{Paris}.").correct
