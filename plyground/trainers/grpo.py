@@ -176,8 +176,12 @@ def rollout_backend_spec(config: GRPOConfig) -> dict[str, Any]:
     workers, each of which builds its own backend from it (:func:`plyground.scale.backend_from_spec`)."""
     args = dict(config.rollout_backend_args)
     model = args.pop("model", None) or config.model
-    launched = not args.get("base_urls")
-    if launched and config.rollout_backend in ("vllm", "sglang") and model.strip().lower() in PLYGROUND_MODEL_NAMES:
+    if args.get("base_urls"):
+        raise ValueError(
+            "rollout_backend_args.base_urls with Ray workers: every worker would push the same weights to the "
+            "same servers. Run without --ray: the trainer attaches to the servers and pushes once per batch"
+        )
+    if config.rollout_backend in ("vllm", "sglang") and model.strip().lower() in PLYGROUND_MODEL_NAMES:
         raise ValueError(
             f"Ray workers launching {config.rollout_backend} servers need a model every node can load; "
             f"{model!r} is a name only plyground knows: set model (or rollout_backend_args.model) to a "

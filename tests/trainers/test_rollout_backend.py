@@ -113,6 +113,10 @@ def test_ray_spec_comes_from_the_config() -> None:
     assert rollout_backend_spec(config) == {"name": "vllm", "model": "Qwen/Qwen2.5-0.5B"}
     with pytest.raises(ValueError, match="a name only plyground knows"):
         rollout_backend_spec(GRPOConfig(model="tiny", rollout_backend="vllm"))
+    # Workers attached to the same running servers would each push the same weights to them.
+    attached = GRPOConfig(model="m", rollout_backend="vllm", rollout_backend_args={"base_urls": ["http://h:8000"]})
+    with pytest.raises(ValueError, match="Run without --ray"):
+        rollout_backend_spec(attached)
 
 
 # -- training against a server the trainer launched ------------------------------------------------------
