@@ -172,6 +172,11 @@ class ProgressVerifier:
     outcome: Any = field(default=None, repr=False)
     """The ``Verifier`` of the response's own answer in ``verify`` (default ``MathVerifier``;
     with ``correct`` given, ``correct`` judges it)."""
+    max_late: int = 2
+    """Estimates that ran past ``timeout_s`` and still hold the prover (a call cannot be killed):
+    with this many, new estimates are refused with an error instead of piling more onto it."""
+    _late: list[threading.Thread] = field(default_factory=list, init=False, repr=False, compare=False)
+    _late_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in ("forced", "rollout"):
@@ -180,6 +185,8 @@ class ProgressVerifier:
             raise ValueError("k and max_steps must be >= 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
+        if self.max_late < 1:
+            raise ValueError("max_late must be >= 1")
 
     def steps(self, task: Task, response: str) -> StepProgress:
         """``J`` at every prefix of ``response`` and the progress of each step."""
@@ -195,9 +202,17 @@ class ProgressVerifier:
         suffix = FORCE_SUFFIX if self.mode == "forced" else ""
         max_tokens = self.max_tokens or (16 if self.mode == "forced" else 256)
         params = SamplingParams(max_tokens=max_tokens, temperature=self.temperature, seed=self.seed)
-        values, error = _within(
+        with self._late_lock:
+            self._late[:] = [t for t in self._late if t.is_alive()]
+            busy = len(self._late) >= self.max_late
+        if busy:
+            return StepProgress(steps, [], [], "the prover is still busy with earlier estimates that timed out")
+        values, error, late = _within(
             self.timeout_s, lambda: estimate_j(self.prover, chat, steps, checker, self.k, params, suffix)
         )
+        if late is not None:
+            with self._late_lock:
+                self._late.append(late)
         if error is not None or values is None:
             return StepProgress(steps, [], [], error)
         return StepProgress(steps, values, progress(values))
@@ -240,8 +255,11 @@ def _safe(check: Callable[[str], bool], text: str) -> bool:
         return False
 
 
-def _within(timeout_s: float, work: Callable[[], list[float]]) -> tuple[list[float] | None, str | None]:
-    """``work()`` in a daemon thread, waited for ``timeout_s``: (result, None), or (None, why)."""
+def _within(
+    timeout_s: float, work: Callable[[], list[float]]
+) -> tuple[list[float] | None, str | None, threading.Thread | None]:
+    """``work()`` in a daemon thread, waited for ``timeout_s``: (result, None, None), (None, why,
+    None), or on a timeout (None, why, the thread still running)."""
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -254,5 +272,5 @@ def _within(timeout_s: float, work: Callable[[], list[float]]) -> tuple[list[flo
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        return None, f"timed out after {timeout_s:g} s"
-    return box.get("value"), box.get("error")
+        return None, f"timed out after {timeout_s:g} s", thread
+    return box.get("value"), box.get("error"), None

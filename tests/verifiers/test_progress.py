@@ -138,3 +138,14 @@ def test_the_response_itself_is_judged_as_a_whole_answer() -> None:
     verifier = ProgressVerifier(ScriptedBackend(lambda chat: "\\boxed{Lyon}"), k=1)
     assert not verifier.verify(task, "Paris is not it; the capital is Lyon.").correct
     assert verifier.verify(task, "It is \\boxed{Paris}.").correct
+
+
+def test_timed_out_estimates_do_not_pile_up_on_a_stuck_prover() -> None:
+    verifier = ProgressVerifier(SlowProver(1.0), k=1, timeout_s=0.1, max_late=1)
+    assert verifier.steps(TASK, RESPONSE).error == "timed out after 0.1 s"
+    start = time.perf_counter()
+    refused = verifier.steps(TASK, RESPONSE)
+    assert time.perf_counter() - start < 0.05  # no new thread on the stuck prover
+    assert refused.error == "the prover is still busy with earlier estimates that timed out"
+    time.sleep(1.2)  # the late estimate ends: estimates are taken again
+    assert verifier.steps(TASK, RESPONSE).error == "timed out after 0.1 s"
