@@ -275,7 +275,7 @@ class RolloutPool:
 
 
 def _make_ray_grpo() -> type:
-    from plyground.trainers.grpo import GRPOTrainer, merged_lora_state_dict
+    from plyground.trainers.grpo import GRPOTrainer
     from plyground.types import SamplingParams
 
     class _RayGRPOTrainer(GRPOTrainer):  # type: ignore[misc,valid-type]
@@ -291,9 +291,8 @@ def _make_ray_grpo() -> type:
         def sample(self, rollout_index: int) -> list[Trajectory]:
             c = self.config
             if self.pushed_version != self.step:
-                # The workers' hf models are plain models: a LoRA run sends the merged weights.
-                weights = merged_lora_state_dict(self.model) if c.lora else self.base_model.state_dict()
-                state = {k: v.detach().cpu() for k, v in weights.items()}
+                # The workers hold plain models: a LoRA run sends the merged weights.
+                state = {k: v.detach().cpu() for k, v in self.full_state_dict().items()}
                 self.pool.push_weights(state, self.step)
                 self.pushed_version = self.step
             first = c.seed * 1_000_003 + rollout_index * c.tasks_per_step

@@ -335,10 +335,14 @@ class GRPOTrainer(Trainer):
             return model  # attached servers already run a model, under the name requests must use
         folder = Path(tempfile.mkdtemp(prefix="plyground-rollout-model-"))
         self._exported_model = folder
-        state = merged_lora_state_dict(self.model) if self.config.lora else None
-        self.base_model.save_pretrained(str(folder), state_dict=state)
+        self.base_model.save_pretrained(str(folder), state_dict=self.full_state_dict() if self.config.lora else None)
         self.tokenizer.save_pretrained(str(folder))
         return str(folder)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The policy's full weights under the base model's names (a LoRA run's merged), for
+        anything that holds a plain copy of the model: a server, a rollout worker."""
+        return merged_lora_state_dict(self.model) if self.config.lora else self.base_model.state_dict()
 
     def _policy_weights(self) -> Any:
         """What ``update_weights`` gets: the model (saved whole); with LoRA, its adapter for a vLLM
@@ -347,7 +351,7 @@ class GRPOTrainer(Trainer):
             return self.base_model
         if getattr(self._backend, "weight_sync", None) == "lora":
             return self.model  # a PEFT model: save_pretrained writes the adapter
-        return merged_lora_state_dict(self.model)
+        return self.full_state_dict()
 
     def _push_weights(self, version: int) -> None:
         if self._backend is None:
